@@ -1,0 +1,25 @@
+# syntax=docker/dockerfile:1
+# Multi-stage: build a venv with the CPU build of torch, then copy it into a slim runtime image
+# that runs as a non-root user.
+FROM python:3.11-slim AS build
+WORKDIR /src
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+RUN pip install --no-cache-dir "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
+COPY pyproject.toml README.md ./
+COPY app ./app
+COPY workers ./workers
+COPY migrations ./migrations
+RUN pip install --no-cache-dir .
+
+FROM python:3.11-slim AS runtime
+RUN useradd --create-home --uid 10001 lethe
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    LETHE_HOME=/var/lib/lethe \
+    PYTHONUNBUFFERED=1
+RUN mkdir -p /var/lib/lethe && chown lethe:lethe /var/lib/lethe
+USER lethe
+WORKDIR /home/lethe
+EXPOSE 8000
+CMD ["uvicorn", "app.api.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,156 @@
+"""SQLAlchemy 2 tables. No business rules here: the services own them (DESIGN.md, data model).
+
+Ids are 32-character hex UUIDs (portable between SQLite and PostgreSQL); JSON columns hold the
+recipes, certificates and metrics exactly as the services produced them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text,
+                        UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class ApiKey(Base):
+    """A bearer key; only its SHA-256 is stored."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[list[Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(50))
+    n: Mapped[int] = mapped_column(Integer)
+    n_test: Mapped[int] = mapped_column(Integer)
+    num_features: Mapped[int] = mapped_column(Integer)
+    num_classes: Mapped[int] = mapped_column(Integer)
+    sample_id_scheme: Mapped[str] = mapped_column(String(50), default="row-index")
+    checksum_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Model(Base):
+    __tablename__ = "models"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"))
+    architecture: Mapped[str] = mapped_column(String(50))
+    training: Mapped[dict[str, Any]] = mapped_column(JSON)
+    certification: Mapped[dict[str, Any]] = mapped_column(JSON)
+    batching: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # training | ready | failed
+    status: Mapped[str] = mapped_column(String(20), default="training")
+    current_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Job(Base):
+    """A unit of worker work: ``train``, ``unlearn`` (one sealed batch) or ``retrain``."""
+
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    model_id: Mapped[str] = mapped_column(ForeignKey("models.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    # queued | running | succeeded | failed
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    celery_task_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    version: Mapped[int | None] = mapped_column(Integer, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    timings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Version(Base):
+    """A published release. Its number is unique per model and assigned at publish time."""
+
+    __tablename__ = "versions"
+    __table_args__ = (UniqueConstraint("model_id", "number", name="uq_versions_model_number"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    model_id: Mapped[str] = mapped_column(ForeignKey("models.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    parent_number: Mapped[int | None] = mapped_column(Integer, default=None)
+    lineage: Mapped[int] = mapped_column(Integer, default=0)
+    # trained | unlearned | retrained
+    kind: Mapped[str] = mapped_column(String(20))
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), default=None, unique=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    certificate: Mapped[dict[str, Any]] = mapped_column(JSON)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DeletionRequest(Base):
+    """pending → batched → applying → completed | failed; pending → canceled (DESIGN.md)."""
+
+    __tablename__ = "deletion_requests"
+    __table_args__ = (Index("ix_deletion_requests_model_status", "model_id", "status"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    model_id: Mapped[str] = mapped_column(ForeignKey("models.id"))
+    sample_ids: Mapped[list[Any]] = mapped_column(JSON)  # ints: row indices of the train split
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), default=None, index=True)
+    version: Mapped[int | None] = mapped_column(Integer, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ForgottenSample(Base):
+    """A training sample that a published version no longer contains (server-side only)."""
+
+    __tablename__ = "forgotten_samples"
+    model_id: Mapped[str] = mapped_column(ForeignKey("models.id"), primary_key=True)
+    sample_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+
+
+class LedgerEntry(Base):
+    """One immutable row per release (METHOD §7)."""
+
+    __tablename__ = "ledger"
+    __table_args__ = (UniqueConstraint("model_id", "version", name="uq_ledger_model_version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_id: Mapped[str] = mapped_column(ForeignKey("models.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    lineage: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(20))
+    m: Mapped[int] = mapped_column(Integer)
+    retain_size: Mapped[int] = mapped_column(Integer)
+    sensitivity: Mapped[float] = mapped_column(Float)
+    noise_std: Mapped[float] = mapped_column(Float)
+    epsilon: Mapped[float] = mapped_column(Float)
+    delta: Mapped[float] = mapped_column(Float)
+    cumulative_epsilon: Mapped[float] = mapped_column(Float)
+    cumulative_delta: Mapped[float] = mapped_column(Float)
+    accountant: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,32 @@
+"""Wire types of datasets."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from app.schemas.common import PublicModel, RequestBody, UtcDatetime
+
+BuiltinSource = Literal["mnist", "digits"]
+
+
+class DatasetCreate(RequestBody):
+    """Register a built-in dataset (``POST /v1/datasets``)."""
+
+    name: str = Field(min_length=1, max_length=200)
+    source: BuiltinSource
+
+
+class DatasetPublic(PublicModel):
+    """A registered dataset. ``n`` is the size of the training split (sample ids ``"0"``…``n-1``)."""
+
+    id: str
+    name: str
+    source: str
+    n: int
+    n_test: int
+    num_features: int
+    num_classes: int
+    checksum_sha256: str
+    created_at: UtcDatetime

@@ -1,0 +1,33 @@
+"""Wire types of worker jobs (train, unlearn, retrain)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from app.schemas.common import PublicModel, UtcDatetime
+
+JobKind = Literal["train", "unlearn", "retrain"]
+JobStatus = Literal["queued", "running", "succeeded", "failed"]
+
+
+class JobPublic(PublicModel):
+    """A job; ``progress`` is a fraction in [0, 1], ``timings`` seconds per phase."""
+
+    id: str
+    model_id: str
+    kind: JobKind
+    status: JobStatus
+    progress: float
+    version: int | None
+    error: str | None
+    timings: dict[str, Any]
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None
+    finished_at: UtcDatetime | None
+
+
+class RetrainAccepted(PublicModel):
+    """Answer of ``POST /v1/models/{id}/retrain``: poll ``/v1/jobs/{job_id}``."""
+
+    job_id: str
+    status: JobStatus

@@ -1,0 +1,217 @@
+"""The torch side of a job: train, unlearn one batch, retrain (worker process only).
+
+Pure computation on arrays and flat parameter vectors; no database here. The engine reads the
+world, calls these, and publishes the results. Imported only by the worker: the API process never
+loads torch.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from app.unlearning.architectures import build_model
+from app.unlearning.bounds import Constant, Sensitivity, certified_sensitivity
+from app.unlearning.calibration import analytic_epsilon, analytic_sigma, classical_epsilon
+from app.unlearning.datasets import ArrayDataset, load_builtin
+from app.unlearning.guards import check_determinism, check_finite, check_supported_layers
+from app.unlearning.newton import NewtonStepResult, unlearn_step
+from app.unlearning.objective import Objective
+from app.unlearning.params import flatten_params, load_flat_params, unflatten
+from app.unlearning.release import noisy_release
+from app.unlearning.training import TrainingRecipe, accuracy, train
+
+Progress = Callable[[float], None]
+
+
+@lru_cache(maxsize=4)
+def load_dataset(source: str, data_dir: str) -> ArrayDataset:
+    """Built-in dataset, cached per worker process (a worker serves many jobs)."""
+    return load_builtin(source, Path(data_dir))
+
+
+def tensors(data: ArrayDataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    return (torch.from_numpy(np.ascontiguousarray(data.x_train)), torch.from_numpy(data.y_train),
+            torch.from_numpy(np.ascontiguousarray(data.x_test)), torch.from_numpy(data.y_test))
+
+
+def recipe_from(training: dict[str, Any]) -> TrainingRecipe:
+    return TrainingRecipe(epochs=int(training["epochs"]), lr=float(training["lr"]),
+                          weight_decay=float(training["weight_decay"]),
+                          batch_size=int(training["batch_size"]), radius=float(training["radius"]),
+                          seed=int(training["seed"]))
+
+
+def new_model(architecture: str, data: ArrayDataset, training: dict[str, Any]) -> torch.nn.Module:
+    """The model of a spec, initialised from the recipe's seed, checked by the guards of §2."""
+    model = build_model(architecture, data.x_train.shape[1], data.num_classes,
+                        hidden=tuple(training.get("hidden", (32, 32))), seed=int(training["seed"]))
+    check_supported_layers(model)
+    return model
+
+
+def weights_file(model: torch.nn.Module, params: torch.Tensor, metadata: dict[str, str]) -> bytes:
+    """Serialize flat ``params`` [p] as a safetensors file with the model's parameter names."""
+    named = {name: t.detach().contiguous().clone() for name, t in unflatten(model, params).items()}
+    return save_safetensors(named, metadata=metadata)
+
+
+def params_from_file(model: torch.nn.Module, data: bytes) -> torch.Tensor:
+    """Inverse of :func:`weights_file`: flat params [p] in ``model.named_parameters()`` order."""
+    named = load_safetensors(data)
+    return torch.cat([named[name].reshape(-1) for name, _ in model.named_parameters()])
+
+
+def evaluate(model: torch.nn.Module, params: torch.Tensor,
+             splits: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float | None]:
+    """Accuracy (= micro-F1 for single-label classes, [Z24] §5) of ``params`` on each split."""
+    load_flat_params(model, params)
+    return {name: (accuracy(model, x, y) if len(y) else None) for name, (x, y) in splits.items()}
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    params: torch.Tensor
+    final_grad_norm: float
+    elapsed_s: float
+    accuracy: dict[str, float | None]
+    retain_size: int
+
+
+def train_on(architecture: str, data: ArrayDataset, training: dict[str, Any],
+             retain_index: np.ndarray, progress: Progress | None = None) -> tuple[torch.nn.Module, TrainOutcome]:
+    """Certifiable training (METHOD §2) on the rows ``retain_index`` of the train split.
+
+    Used for version 0 (all rows) and for an exact retrain (D_r), with the same recipe and seed.
+    """
+    x, y, x_test, y_test = tensors(data)
+    model = new_model(architecture, data, training)
+    recipe = recipe_from(training)
+    idx = torch.from_numpy(retain_index)
+    x_r, y_r = x[idx], y[idx]
+    check_determinism(model, x_r[:64], y_r[:64], recipe.weight_decay)
+    result = train(model, x_r, y_r, recipe, progress=progress)
+    check_finite("trained parameters", result.params)
+    acc = evaluate(model, result.params, {"retain": (x_r, y_r), "test": (x_test, y_test)})
+    return model, TrainOutcome(result.params, result.final_grad_norm, result.elapsed_s, acc,
+                               len(retain_index))
+
+
+def declared_constants(architecture: str, certification: dict[str, Any],
+                       weight_decay: float) -> dict[str, Constant]:
+    """Constants of METHOD §5 with provenance. Undeclared ones are ``unknown`` (never guessed).
+
+    For ``logreg`` the objective is convex plus (wd/2)‖w‖², so λ_min(H) ≥ wd is *derived*.
+    """
+    declared = certification.get("constants") or {}
+    names = ("lipschitz_hessian", "hessian_bound", "lambda_min", "gradient_bound")
+    out = {n: (Constant(float(declared[n]), "declared", "model owner")
+               if declared.get(n) is not None else Constant(None, "unknown", "not declared"))
+           for n in names}
+    if architecture == "logreg" and declared.get("lambda_min") is None:
+        out["lambda_min"] = Constant(weight_decay, "derived",
+                                     "convex cross-entropy + (wd/2)||w||^2 => H >= wd*I")
+    return out
+
+
+@dataclass(frozen=True)
+class UnlearnOutcome:
+    internal: torch.Tensor
+    released: torch.Tensor
+    step: NewtonStepResult
+    sensitivity: Sensitivity
+    constants: dict[str, Constant]
+    noise_std: float
+    epsilon: float
+    delta: float
+    certified_delta: float
+    classical: dict[str, Any]
+    accuracy: dict[str, float | None]
+    minibatch_seed: int
+    elapsed_s: dict[str, float] = field(default_factory=dict)
+
+
+def unlearn_on(model: torch.nn.Module, data: ArrayDataset, w_k: torch.Tensor,
+               retain_index: np.ndarray, forget_index: np.ndarray, architecture: str,
+               training: dict[str, Any], certification: dict[str, Any]) -> UnlearnOutcome:
+    """One certified unlearning step (METHOD §3) and its noisy release (§5–6).
+
+    Args:
+        w_k: Tensor [p], the noiseless internal state before this batch.
+        retain_index: int64 [n_r], rows of D_r (this batch already removed).
+        forget_index: int64 [m], rows of this batch's D_u (for the utility metrics).
+    """
+    started = time.perf_counter()
+    x, y, x_test, y_test = tensors(data)
+    r_idx, u_idx = torch.from_numpy(retain_index), torch.from_numpy(forget_index)
+    x_r, y_r = x[r_idx], y[r_idx]
+    weight_decay, radius = float(training["weight_decay"]), float(training["radius"])
+    damping = float(certification["damping"])
+    solver = certification["solver"]
+    options: dict[str, Any]
+    if solver == "lissa":
+        options = {"depth": int(certification["depth"]), "repeats": int(certification["repeats"]),
+                   "batch_size": int(certification["batch_size"]), "scale": certification["scale"]}
+    elif solver == "cg":
+        options = {"rtol": float(certification["cg_rtol"]), "max_iter": int(certification["cg_max_iter"])}
+    else:
+        options = {}
+    objective = Objective(model, weight_decay)
+    # LiSSA's minibatch draws need no secrecy (unlike the release noise); the seed is recorded.
+    minibatch_seed = secrets.randbits(63)
+    step = unlearn_step(objective, w_k, x_r, y_r, damping=damping, radius=radius, solver=solver,
+                        solver_options=options, chunk_size=int(certification["chunk_size"]),
+                        generator=torch.Generator().manual_seed(minibatch_seed))
+    check_finite("unlearned parameters", step.params_new)
+
+    constants = declared_constants(architecture, certification, weight_decay)
+    p = int(w_k.numel())
+    rho = float(certification["rho"]) if solver == "lissa" else 0.0
+    sens = certified_sensitivity(radius=radius, damping=damping,
+                                 lipschitz_hessian=constants["lipschitz_hessian"],
+                                 hessian_bound=constants["hessian_bound"],
+                                 lambda_min=constants["lambda_min"],
+                                 gradient_bound=constants["gradient_bound"], solver=solver,
+                                 residual_norm=step.ihvp.residual_norm, p=p, rho=rho)
+    delta = float(certification["delta"])
+    if certification.get("target_epsilon") is not None:
+        epsilon = float(certification["target_epsilon"])
+        noise_std = analytic_sigma(sens.total, epsilon, delta)
+    else:
+        noise_std = float(certification["noise_std"])
+        epsilon = analytic_epsilon(sens.total, noise_std, delta) if noise_std > 0 else float("inf")
+    classical = classical_epsilon(sens.total, noise_std, delta) if noise_std > 0 else None
+    released = noisy_release(step.params_new, noise_std)
+    certified_at = time.perf_counter()
+    acc = evaluate(model, released, {"forget": (x[u_idx], y[u_idx]), "retain": (x_r, y_r),
+                                     "test": (x_test, y_test)})
+    elapsed = dict(step.elapsed_s)
+    elapsed["certify"] = certified_at - started - sum(step.elapsed_s.values())
+    elapsed["unlearn_total"] = certified_at - started
+    elapsed["evaluate"] = time.perf_counter() - certified_at
+    return UnlearnOutcome(
+        internal=step.params_new, released=released, step=step, sensitivity=sens,
+        constants=constants, noise_std=noise_std, epsilon=epsilon, delta=delta,
+        certified_delta=delta + sens.rho,
+        classical=({"epsilon": classical[0], "valid": classical[1],
+                    "label": "classical Gaussian mechanism; valid only for epsilon < 1"}
+                   if classical is not None else {}),
+        accuracy=acc, minibatch_seed=minibatch_seed, elapsed_s=elapsed)
+
+
+def forget_accuracy(model: torch.nn.Module, data: ArrayDataset, params: torch.Tensor,
+                    index: Sequence[int]) -> float | None:
+    x, y, _, _ = tensors(data)
+    idx = torch.as_tensor(list(index), dtype=torch.long)
+    return evaluate(model, params, {"forget": (x[idx], y[idx])})["forget"]
+

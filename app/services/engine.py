@@ -1,0 +1,337 @@
+"""Worker-side job lifecycle: claim a job, run its computation, publish its version.
+
+Runs only in the worker process (it imports torch through :mod:`app.services.compute`).
+Every task goes through :func:`run_job`, which
+
+1. claims the job with a conditional UPDATE (``queued`` → ``running``), so a duplicate delivery
+   returns at once;
+2. re-reads the model, dataset, forgotten set and requests (ids, not objects, cross the queue);
+3. computes outside any transaction;
+4. publishes in ONE transaction: the version (number = previous + 1), its ledger row, the newly
+   forgotten samples, the requests' completion, the job's success, the model's current version.
+
+On an error the job, its requests (and, for training, the model) are marked ``failed`` with the
+reason, and nothing is published.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from app.db.models import Dataset, DeletionRequest, ForgottenSample, Job, LedgerEntry, Model, Version
+from app.db.session import session_scope
+from app.services import batching, certificates, compute, dispatch
+from app.settings import get_settings
+from app.storage.artifacts import ArtifactStore, PrivateStore
+from app.unlearning.accounting import compose_gaussian_releases
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """A detached snapshot of what a job reads (the rows themselves stay in their session)."""
+
+    job_id: str
+    kind: str
+    model_id: str
+    model_name: str
+    architecture: str
+    training: dict[str, Any]
+    certification: dict[str, Any]
+    dataset_id: str
+    dataset_source: str
+    dataset_checksum: str
+    dataset_n: int
+
+
+def _claim(job_id: str, expected_kind: str) -> JobContext | None:
+    with session_scope() as session:
+        claimed = session.execute(
+            update(Job).where(Job.id == job_id, Job.status == "queued", Job.kind == expected_kind)
+            .values(status="running", attempts=Job.attempts + 1, started_at=_now())
+        ).rowcount
+        if not claimed:
+            return None
+        job = session.get_one(Job, job_id)
+        model = session.get_one(Model, job.model_id)
+        dataset = session.get_one(Dataset, model.dataset_id)
+        if job.kind in ("unlearn", "retrain"):
+            session.execute(update(DeletionRequest)
+                            .where(DeletionRequest.job_id == job_id,
+                                   DeletionRequest.status == "batched")
+                            .values(status="applying"))
+        return JobContext(job.id, job.kind, model.id, model.name, model.architecture,
+                          dict(model.training), dict(model.certification), dataset.id,
+                          dataset.source, dataset.checksum_sha256, dataset.n)
+
+
+def run_job(job_id: str, expected_kind: str) -> str:
+    """Run one job to completion; returns its final status. Idempotent per job id."""
+    ctx = _claim(job_id, expected_kind)
+    if ctx is None:
+        with session_scope() as session:
+            job = session.get(Job, job_id)
+            return job.status if job else "missing"
+    try:
+        if ctx.kind == "train":
+            _train(ctx)
+        elif ctx.kind == "unlearn":
+            _unlearn(ctx)
+        else:
+            _retrain(ctx)
+    except Exception as exc:  # a failed job must be recorded, whatever failed
+        log.exception("job %s failed", job_id)
+        _fail(ctx, f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=5))
+        return "failed"
+    seal_and_enqueue(ctx.model_id)
+    return "succeeded"
+
+
+def _fail(ctx: JobContext, reason: str, trace: str) -> None:
+    with session_scope() as session:
+        session.execute(update(Job).where(Job.id == ctx.job_id).values(
+            status="failed", error=reason, finished_at=_now(), timings={"traceback": trace}))
+        session.execute(update(DeletionRequest)
+                        .where(DeletionRequest.job_id == ctx.job_id,
+                               DeletionRequest.status.in_(("batched", "applying")))
+                        .values(status="failed", error=reason))
+        if ctx.kind == "train":
+            session.execute(update(Model).where(Model.id == ctx.model_id)
+                            .values(status="failed", error=reason))
+
+
+def seal_and_enqueue(model_id: str) -> str | None:
+    """Seal the model's due pending requests into a batch and enqueue it (after the commit)."""
+    with session_scope() as session:
+        job = batching.seal_if_due(session, model_id)
+        job_id = job.id if job else None
+        wait = _next_seal_check(session, model_id) if job is None else None
+    if job_id:
+        with session_scope() as session:
+            dispatch.enqueue_job(session.get_one(Job, job_id))
+    elif wait is not None:
+        dispatch.schedule_seal_check(model_id, wait)
+    return job_id
+
+
+def _next_seal_check(session: Session, model_id: str) -> float | None:
+    """Seconds until the oldest pending request of a ready model is due, if there is one."""
+    model = session.get(Model, model_id)
+    if model is None or model.status != "ready":
+        return None
+    oldest = session.scalar(select(func.min(DeletionRequest.created_at)).where(
+        DeletionRequest.model_id == model_id, DeletionRequest.status == "pending"))
+    if oldest is None:
+        return None
+    if oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=timezone.utc)
+    age = (_now() - oldest).total_seconds()
+    return max(0.0, float(model.batching["max_wait_seconds"]) - age) + 0.5
+
+
+class _Progress:
+    """Reports a job's progress to its row, at most once a second."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id, self.last = job_id, 0.0
+
+    def __call__(self, fraction: float) -> None:
+        if time.monotonic() - self.last < 1.0 and fraction < 1.0:
+            return
+        self.last = time.monotonic()
+        with session_scope() as session:
+            session.execute(update(Job).where(Job.id == self.job_id).values(progress=float(fraction)))
+
+
+def _stores() -> tuple[ArtifactStore, PrivateStore]:
+    settings = get_settings()
+    return ArtifactStore(settings.artifacts_dir), PrivateStore(settings.private_dir)
+
+
+def _data(ctx: JobContext) -> compute.ArrayDataset:
+    return compute.load_dataset(ctx.dataset_source, str(get_settings().resolved_data_dir))
+
+
+def _metadata(ctx: JobContext) -> dict[str, str]:
+    return {"lethe.model_id": ctx.model_id, "lethe.job_id": ctx.job_id,
+            "lethe.architecture": ctx.architecture, "format": "pt"}
+
+
+# --- train (version 0) ------------------------------------------------------------------------
+
+def _train(ctx: JobContext) -> None:
+    data = _data(ctx)
+    started = time.perf_counter()
+    model, outcome = compute.train_on(ctx.architecture, data, ctx.training,
+                                      np.arange(ctx.dataset_n, dtype=np.int64), _Progress(ctx.job_id))
+    artifacts, private = _stores()
+    state = compute.weights_file(model, outcome.params, _metadata(ctx))
+    private.put_state(ctx.model_id, ctx.job_id, state)
+    # Version 0 forgets nothing: the release is the trained weights themselves.
+    sha, size = artifacts.put(state)
+    elapsed = time.perf_counter() - started
+    metrics = {"accuracy": {"forget": None, **outcome.accuracy},
+               "final_grad_norm": outcome.final_grad_norm, "train_s": outcome.elapsed_s}
+    cert = certificates.for_training(ctx, sha, outcome, metrics, elapsed)
+    _publish(ctx, kind="trained", sha=sha, size=size, cert=cert, metrics=metrics,
+             new_forgotten=[], ledger=_ledger_zero(outcome.retain_size),
+             timings={"train_s": outcome.elapsed_s, "total_s": elapsed}, new_lineage=True)
+
+
+def _ledger_zero(retain_size: int) -> dict[str, Any]:
+    return {"m": 0, "retain_size": retain_size, "sensitivity": 0.0, "noise_std": 0.0,
+            "epsilon": 0.0, "delta": 0.0, "cumulative_epsilon": 0.0, "cumulative_delta": 0.0,
+            "accountant": "none"}
+
+
+# --- unlearn one batch ------------------------------------------------------------------------
+
+def _batch(session: Session, ctx: JobContext) -> tuple[set[int], set[int], int, str]:
+    """(already forgotten, requested by this job, current version, its internal-state job id)."""
+    forgotten = set(session.scalars(select(ForgottenSample.sample_index)
+                                    .where(ForgottenSample.model_id == ctx.model_id)))
+    requested: set[int] = set()
+    for ids in session.scalars(select(DeletionRequest.sample_ids)
+                               .where(DeletionRequest.job_id == ctx.job_id)):
+        requested.update(int(i) for i in ids)
+    model = session.get_one(Model, ctx.model_id)
+    if model.current_version is None:
+        raise RuntimeError("the model has no published version to unlearn from")
+    current = session.scalars(select(Version).where(Version.model_id == ctx.model_id,
+                                                    Version.number == model.current_version)).one()
+    return forgotten, requested, current.number, current.job_id or ""
+
+
+def _unlearn(ctx: JobContext) -> None:
+    with session_scope() as session:
+        forgotten, requested, parent, parent_job = _batch(session, ctx)
+        parent_sha = session.scalars(select(Version.sha256).where(
+            Version.model_id == ctx.model_id, Version.number == parent)).one()
+    new = sorted(requested - forgotten)
+    if not new:
+        _complete_without_version(ctx)
+        return
+    data = _data(ctx)
+    artifacts, private = _stores()
+    model = compute.new_model(ctx.architecture, data, ctx.training)
+    w_k = compute.params_from_file(model, private.read_state(ctx.model_id, parent_job))
+    removed = forgotten | set(new)
+    retain = np.setdiff1d(np.arange(ctx.dataset_n, dtype=np.int64),
+                          np.fromiter(removed, dtype=np.int64, count=len(removed)))
+    outcome = compute.unlearn_on(model, data, w_k, retain, np.asarray(new, dtype=np.int64),
+                                 ctx.architecture, ctx.training, ctx.certification)
+    private.put_state(ctx.model_id, ctx.job_id,
+                      compute.weights_file(model, outcome.internal, _metadata(ctx)))
+    sha, size = artifacts.put(compute.weights_file(model, outcome.released, _metadata(ctx)))
+    with session_scope() as session:
+        noise_multipliers = [r.noise_std / r.sensitivity for r in _lineage_releases(session, ctx.model_id)]
+        lineage_rho = sum(r.delta - float(ctx.certification["delta"])
+                          for r in _lineage_releases(session, ctx.model_id))
+    noise_multipliers.append(outcome.noise_std / outcome.sensitivity.total)
+    accounted = compose_gaussian_releases(noise_multipliers, float(ctx.certification["delta"]))
+    ledger = {"m": len(new), "retain_size": int(retain.size),
+              "sensitivity": outcome.sensitivity.total, "noise_std": outcome.noise_std,
+              "epsilon": outcome.epsilon, "delta": outcome.certified_delta,
+              "cumulative_epsilon": accounted.epsilon,
+              "cumulative_delta": accounted.delta + lineage_rho + outcome.sensitivity.rho,
+              "accountant": accounted.accountant, "releases": len(noise_multipliers)}
+    metrics = {"accuracy": outcome.accuracy, "step_norm": outcome.step.step_norm,
+               "gradient_norm": outcome.step.gradient_norm}
+    cert = certificates.for_unlearning(ctx, sha, parent, parent_sha, new, outcome, ledger, metrics)
+    _publish(ctx, kind="unlearned", sha=sha, size=size, cert=cert, metrics=metrics,
+             new_forgotten=new, ledger=ledger, timings=outcome.elapsed_s, new_lineage=False,
+             parent=parent)
+
+
+def _lineage_releases(session: Session, model_id: str) -> list[LedgerEntry]:
+    """The unlearning releases of the model's current lineage (what its ledger composes)."""
+    lineage = session.scalar(select(func.max(LedgerEntry.lineage)).where(LedgerEntry.model_id == model_id))
+    return list(session.scalars(select(LedgerEntry).where(
+        LedgerEntry.model_id == model_id, LedgerEntry.lineage == lineage,
+        LedgerEntry.kind == "unlearned").order_by(LedgerEntry.version)))
+
+
+def _complete_without_version(ctx: JobContext) -> None:
+    """Every requested sample was already forgotten: point each request at that version."""
+    with session_scope() as session:
+        for request in session.scalars(select(DeletionRequest).where(DeletionRequest.job_id == ctx.job_id)):
+            request.version = session.scalar(select(func.max(ForgottenSample.version)).where(
+                ForgottenSample.model_id == ctx.model_id,
+                ForgottenSample.sample_index.in_([int(i) for i in request.sample_ids])))
+            request.status = "completed"
+        session.execute(update(Job).where(Job.id == ctx.job_id).values(
+            status="succeeded", progress=1.0, finished_at=_now()))
+
+
+# --- exact retrain ----------------------------------------------------------------------------
+
+def _retrain(ctx: JobContext) -> None:
+    with session_scope() as session:
+        forgotten, requested, parent, _ = _batch(session, ctx)
+    new = sorted(requested - forgotten)
+    removed = forgotten | set(new)
+    retain = np.setdiff1d(np.arange(ctx.dataset_n, dtype=np.int64),
+                          np.fromiter(removed, dtype=np.int64, count=len(removed)))
+    data = _data(ctx)
+    started = time.perf_counter()
+    model, outcome = compute.train_on(ctx.architecture, data, ctx.training, retain, _Progress(ctx.job_id))
+    artifacts, private = _stores()
+    state = compute.weights_file(model, outcome.params, _metadata(ctx))
+    private.put_state(ctx.model_id, ctx.job_id, state)
+    sha, size = artifacts.put(state)  # exact removal: released without noise (ε = 0)
+    forget_acc = (compute.forget_accuracy(model, data, outcome.params, sorted(removed))
+                  if removed else None)
+    metrics = {"accuracy": {"forget": forget_acc, **outcome.accuracy},
+               "final_grad_norm": outcome.final_grad_norm, "train_s": outcome.elapsed_s}
+    elapsed = time.perf_counter() - started
+    cert = certificates.for_retrain(ctx, sha, parent, new, sorted(removed), outcome, metrics, elapsed)
+    _publish(ctx, kind="retrained", sha=sha, size=size, cert=cert, metrics=metrics,
+             new_forgotten=new, ledger=_ledger_zero(outcome.retain_size) | {"m": len(new)},
+             timings={"train_s": outcome.elapsed_s, "total_s": elapsed}, new_lineage=True,
+             parent=parent)
+
+
+# --- publish ----------------------------------------------------------------------------------
+
+def _publish(ctx: JobContext, *, kind: str, sha: str, size: int, cert: dict[str, Any],
+             metrics: dict[str, Any], new_forgotten: list[int], ledger: dict[str, Any],
+             timings: dict[str, Any], new_lineage: bool, parent: int | None = None) -> None:
+    """Write the version, its ledger row, the forgotten samples and every status in one transaction."""
+    with session_scope() as session:
+        if session.scalar(select(Version.id).where(Version.job_id == ctx.job_id)):
+            return  # already published by an earlier delivery of this job
+        last = session.scalar(select(func.max(Version.number)).where(Version.model_id == ctx.model_id))
+        number = 0 if last is None else last + 1
+        last_lineage = session.scalar(select(func.max(Version.lineage)).where(
+            Version.model_id == ctx.model_id))
+        lineage = 0 if last_lineage is None else last_lineage + (1 if new_lineage else 0)
+        cert = certificates.finalize(cert, version=number, lineage=lineage)
+        session.add(Version(model_id=ctx.model_id, number=number, parent_number=parent,
+                            lineage=lineage, kind=kind, job_id=ctx.job_id, sha256=sha,
+                            size_bytes=size, certificate=cert, metrics=metrics))
+        ledger = {k: v for k, v in ledger.items() if k != "releases"}
+        session.add(LedgerEntry(model_id=ctx.model_id, version=number, lineage=lineage, kind=kind,
+                                **ledger))
+        session.add_all(ForgottenSample(model_id=ctx.model_id, sample_index=i, version=number)
+                        for i in new_forgotten)
+        session.execute(update(DeletionRequest).where(
+            DeletionRequest.job_id == ctx.job_id, DeletionRequest.status.in_(("batched", "applying"))
+        ).values(status="completed", version=number, updated_at=_now()))
+        session.execute(update(Job).where(Job.id == ctx.job_id).values(
+            status="succeeded", progress=1.0, version=number, finished_at=_now(), timings=timings))
+        session.execute(update(Model).where(Model.id == ctx.model_id).values(
+            status="ready", current_version=number, error=None))

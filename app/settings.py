@@ -1,0 +1,70 @@
+"""Service settings: one pydantic-settings class, environment prefix ``LETHE_``.
+
+Everything the embedded default writes lives under ``LETHE_HOME`` (default ``./var``): the SQLite
+database, the filesystem broker's folder, the public artifacts and the private state. Two services
+with different homes never touch each other. Production overrides ``LETHE_DATABASE_URL`` and
+``LETHE_BROKER_URL``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Runtime configuration, read from ``LETHE_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="LETHE_", extra="ignore")
+
+    home: Path = Field(default=Path("var"), description="Root of everything the embedded default writes.")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite under home.")
+    broker_url: str | None = Field(default=None, description="Celery broker; default filesystem:// under home.")
+    data_dir: Path | None = Field(default=None, description="Built-in datasets (MNIST npz); default home/data.")
+    bootstrap_admin_key: str | None = Field(default=None, description="If set, an admin key with this value exists.")
+    worker_threads: int = Field(default=2, ge=1, description="torch intra-op threads in a worker.")
+    max_request_samples: int = Field(default=100_000, ge=1, description="Most sample ids in one deletion request.")
+
+    @property
+    def resolved_home(self) -> Path:
+        return self.home.resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.resolved_home / 'lethe.db'}"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.resolved_home / "broker"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """Public, content-addressed release files (served by the download route)."""
+        return self.resolved_home / "artifacts"
+
+    @property
+    def private_dir(self) -> Path:
+        """Noiseless internal states; no route ever serves this folder."""
+        return self.resolved_home / "private"
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return (self.data_dir or self.resolved_home / "data").resolve()
+
+    def ensure_dirs(self) -> None:
+        for path in (self.resolved_home, self.broker_dir, self.artifacts_dir, self.private_dir,
+                     self.resolved_data_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; tests call ``get_settings.cache_clear()`` after changing the env."""
+    return Settings()

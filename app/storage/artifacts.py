@@ -1,0 +1,69 @@
+"""Content-addressed artifact files, and the private area for noiseless internal states.
+
+Public releases live at ``<artifacts>/<sha[:2]>/<sha>.safetensors``: the name is the SHA-256 of
+the bytes, so a file can never change under a version that points at it. The private area holds
+the noiseless internal state of each version (METHOD §3 step 5); no route serves it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+SUFFIX = ".safetensors"
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ArtifactStore:
+    """Public, content-addressed release files under ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path_for(self, sha256_hex: str) -> Path:
+        if len(sha256_hex) != 64 or any(c not in "0123456789abcdef" for c in sha256_hex):
+            raise ValueError(f"not a SHA-256 hex digest: {sha256_hex!r}")
+        return self.root / sha256_hex[:2] / f"{sha256_hex}{SUFFIX}"
+
+    def put(self, data: bytes) -> tuple[str, int]:
+        """Store ``data``; returns ``(sha256_hex, size_bytes)``. Idempotent."""
+        digest = hashlib.sha256(data).hexdigest()
+        path = self.path_for(digest)
+        if not path.exists():
+            _atomic_write(path, data)
+        return digest, len(data)
+
+
+class PrivateStore:
+    """Noiseless internal states, keyed by model and version; never served over HTTP."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    # Keyed by the job that produced the state: the version number is only assigned later, in
+    # the publish transaction, and a job publishes at most one version.
+    def state_path(self, model_id: str, job_id: str) -> Path:
+        return self.root / "models" / model_id / f"{job_id}-state{SUFFIX}"
+
+    def put_state(self, model_id: str, job_id: str, data: bytes) -> Path:
+        path = self.state_path(model_id, job_id)
+        _atomic_write(path, data)
+        return path
+
+    def read_state(self, model_id: str, job_id: str) -> bytes:
+        return self.state_path(model_id, job_id).read_bytes()

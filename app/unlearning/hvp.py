@@ -1,0 +1,214 @@
+"""Curvature of the objective on the retain set: gradient and Hessian-vector products.
+
+The Newton step of METHOD §3 needs g = ∇L(w; D_r) and products with H = ∇²L(w; D_r), both on the
+*mean* scale of :class:`~app.unlearning.objective.Objective` (mean cross-entropy plus the (wd/2)‖w‖²
+term), so that the two match ([Z24] Alg. 1). H is never formed: every product is one
+forward-over-reverse pass (``torch.func.jvp`` of ``torch.func.grad``, Pearlmutter's trick), which
+builds no graph that outlives the call. The retain set is walked in chunks of ``chunk_size``
+samples, so memory stays flat in |D_r|: per-chunk sums of the cross-entropy derivatives are
+accumulated, then divided by n once.
+
+The LiSSA estimator ([Z24] §3.3) instead needs products with minibatch Hessians H_B; those for r
+independent chains are taken in one ``torch.func.vmap``-batched call per recursion step.
+
+Sources: [Z24] Zhang et al., ICML 2024, §3.3 and Alg. 1; Pearlmutter, "Fast exact multiplication
+by the Hessian", Neural Computation 1994.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.func import grad, jvp, vmap
+
+from app.unlearning.objective import Objective
+
+__all__ = ["RetainSetCurvature"]
+
+
+class RetainSetCurvature:
+    """Gradient and Hessian-vector products of L(·; D_r) over a whole retain set, in chunks.
+
+    All products are on the scale of METHOD §1: the mean cross-entropy over the set plus the
+    weight-decay term, i.e. ``H = (1/n)·Σ_i ∇²CE_i + wd·I`` and ``g = (1/n)·Σ_i ∇CE_i + wd·w``.
+
+    Counters (for diagnostics and certificates): ``gradient_count`` full-set gradients,
+    ``hvp_count`` full-set Hessian-vector products (one per vector, however many chunks), and
+    ``minibatch_hvp_count`` minibatch products (one per chain and step).
+
+    Args:
+        objective: The objective L; its module is evaluated in eval mode.
+        x: ``Tensor [n, ...]`` the retain-set inputs (on the device and dtype of the parameters).
+        y: ``LongTensor [n]`` the retain-set labels.
+        chunk_size: Samples per forward pass (memory knob only: results do not depend on it beyond
+            floating-point summation order).
+
+    Raises:
+        ValueError: If the set is empty, ``x`` and ``y`` disagree in length, or
+            ``chunk_size < 1``.
+    """
+
+    def __init__(
+        self,
+        objective: Objective,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        chunk_size: int = 8192,
+    ) -> None:
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
+        if x.shape[0] == 0:
+            raise ValueError("the retain set is empty")
+        if y.dim() != 1:
+            raise ValueError(f"y must be one-dimensional, got shape {tuple(y.shape)}")
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        self.objective = objective
+        self.x = x
+        self.y = y
+        self.chunk_size = int(chunk_size)
+        self.gradient_count = 0
+        self.hvp_count = 0
+        self.minibatch_hvp_count = 0
+        self._grad_sum = grad(objective.data_loss_sum)
+        self._grad_mean = grad(objective.data_loss_mean)
+
+    @property
+    def n(self) -> int:
+        """|D_r|, the number of retain samples."""
+        return int(self.x.shape[0])
+
+    @property
+    def num_params(self) -> int:
+        """p, the length of the flat parameter vector."""
+        return self.objective.num_params
+
+    @property
+    def weight_decay(self) -> float:
+        """wd, the coefficient of the (wd/2)‖w‖² term."""
+        return self.objective.weight_decay
+
+    def _chunks(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, self.n, self.chunk_size):
+            stop = start + self.chunk_size
+            yield self.x[start:stop], self.y[start:stop]
+
+    def _check_w(self, w: torch.Tensor) -> torch.Tensor:
+        if w.dim() != 1 or w.shape[0] != self.num_params:
+            raise ValueError(f"w has shape {tuple(w.shape)}, expected ({self.num_params},)")
+        return w.detach()
+
+    def loss(self, w: torch.Tensor) -> float:
+        """L(w; D_r), the objective value over the whole retain set.
+
+        Args:
+            w: ``Tensor [p]`` flat parameters.
+
+        Returns:
+            The mean cross-entropy plus (wd/2)‖w‖², as a Python float.
+        """
+        w = self._check_w(w)
+        total = torch.zeros((), dtype=torch.float64, device=w.device)
+        with torch.no_grad():
+            for xc, yc in self._chunks():
+                total += self.objective.data_loss_sum(w, xc, yc).to(torch.float64)
+            reg = self.objective.regularizer(w).to(torch.float64)
+        return float(total / self.n + reg)
+
+    def gradient(self, w: torch.Tensor) -> torch.Tensor:
+        """g = ∇L(w; D_r), exactly over the whole retain set (METHOD §3 step 2).
+
+        Args:
+            w: ``Tensor [p]`` flat parameters.
+
+        Returns:
+            ``Tensor [p]``: (1/n)·Σ_chunks ∇(Σ_{i∈chunk} CE_i) + wd·w.
+        """
+        w = self._check_w(w)
+        g = torch.zeros_like(w)
+        for xc, yc in self._chunks():
+            g += self._grad_sum(w, xc, yc)
+        self.gradient_count += 1
+        return g / self.n + self.weight_decay * w
+
+    def _hvp_sum(
+        self, w: torch.Tensor, v: torch.Tensor, xc: torch.Tensor, yc: torch.Tensor
+    ) -> torch.Tensor:
+        """(Σ_{i∈chunk} ∇²CE_i)·v, forward-over-reverse."""
+        _, out = jvp(lambda w_: self._grad_sum(w_, xc, yc), (w,), (v,))
+        return out
+
+    def hvp(self, w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """H·v with H = ∇²L(w; D_r), over the whole retain set in chunks.
+
+        Args:
+            w: ``Tensor [p]`` the point where the Hessian is taken.
+            v: ``Tensor [p]`` the direction.
+
+        Returns:
+            ``Tensor [p]``: (1/n)·Σ_chunks (Σ_{i∈chunk} ∇²CE_i)·v + wd·v.
+        """
+        w = self._check_w(w)
+        v = v.detach()
+        if v.shape != w.shape:
+            raise ValueError(f"v has shape {tuple(v.shape)}, expected {tuple(w.shape)}")
+        out = torch.zeros_like(w)
+        for xc, yc in self._chunks():
+            out += self._hvp_sum(w, v, xc, yc)
+        self.hvp_count += 1
+        return out / self.n + self.weight_decay * v
+
+    def hvp_batch(self, w: torch.Tensor, vs: torch.Tensor) -> torch.Tensor:
+        """H·V for k directions at once (vmap over the rows of ``vs``), full retain set.
+
+        Memory grows with k × ``chunk_size`` activations; lower ``chunk_size`` for large k.
+
+        Args:
+            w: ``Tensor [p]`` the point where the Hessian is taken.
+            vs: ``Tensor [k, p]`` the directions, one per row.
+
+        Returns:
+            ``Tensor [k, p]``, row j = H·vs[j].
+        """
+        w = self._check_w(w)
+        vs = vs.detach()
+        if vs.dim() != 2 or vs.shape[1] != w.shape[0]:
+            raise ValueError(f"vs has shape {tuple(vs.shape)}, expected (k, {w.shape[0]})")
+        out = torch.zeros_like(vs)
+        for xc, yc in self._chunks():
+            out += vmap(lambda v_, xc=xc, yc=yc: self._hvp_sum(w, v_, xc, yc))(vs)
+        self.hvp_count += int(vs.shape[0])
+        return out / self.n + self.weight_decay * vs
+
+    def minibatch_hvp(self, w: torch.Tensor, vs: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Minibatch products H_{B_j}·vs[j] for r chains in one batched call ([Z24] §3.3).
+
+        H_B = ∇²[(1/|B|)·Σ_{i∈B} CE_i](w) + wd·I is the Hessian of the objective on the minibatch B
+        (same mean scale as :meth:`hvp`, so E[H_B] = H when B is drawn uniformly).
+
+        Args:
+            w: ``Tensor [p]`` the point where the Hessians are taken.
+            vs: ``Tensor [r, p]`` one direction per chain.
+            idx: ``LongTensor [r, b]`` retain-set row indices of each chain's minibatch.
+
+        Returns:
+            ``Tensor [r, p]``, row j = H_{B_j}·vs[j].
+        """
+        w = self._check_w(w)
+        vs = vs.detach()
+        if vs.dim() != 2 or vs.shape[1] != w.shape[0]:
+            raise ValueError(f"vs has shape {tuple(vs.shape)}, expected (r, {w.shape[0]})")
+        if idx.dim() != 2 or idx.shape[0] != vs.shape[0]:
+            raise ValueError(f"idx has shape {tuple(idx.shape)}, expected ({vs.shape[0]}, b)")
+        xb = self.x[idx]
+        yb = self.y[idx]
+
+        def one_chain(v_: torch.Tensor, xb_: torch.Tensor, yb_: torch.Tensor) -> torch.Tensor:
+            _, out = jvp(lambda w_: self._grad_mean(w_, xb_, yb_), (w,), (v_,))
+            return out
+
+        hv = vmap(one_chain)(vs, xb, yb)
+        self.minibatch_hvp_count += int(vs.shape[0])
+        return hv + self.weight_decay * vs

@@ -1,0 +1,112 @@
+"""The training objective as a pure function of the flat parameter vector.
+
+METHOD §1 defines the objective over a sample set S as
+
+    L(w; S) = (1/|S|) · Σ_{(x, y) ∈ S} CE(f_w(x), y) + (wd/2) · ‖w‖²,
+
+the mean cross-entropy plus the squared-norm weight-decay term (not the un-squared norm of the
+paper's public code, METHOD §9). Every curvature quantity of the method (the gradient g, the Hessian
+H and its minibatch estimates, [Z24] §3.3) is a derivative of this one function, so the gradient
+and the Hessian share its scale by construction.
+
+The function is pure in ``w``: it goes through :func:`torch.func.functional_call`, so
+``torch.func.grad``, ``jvp`` and ``vmap`` can differentiate and batch it without touching the
+module's own parameters.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from app.unlearning.params import flatten_params, unflatten
+
+__all__ = ["Objective"]
+
+
+class Objective:
+    """L(w; S) = mean cross-entropy over S + (wd/2)·‖w‖², as a function of flat ``w`` [p].
+
+    The module is switched to eval mode (METHOD §2: BatchNorm in eval mode, no dropout, for every
+    curvature computation). Its own parameters are never modified; buffers (e.g. BatchNorm running
+    statistics) are read from the module as they are.
+
+    Args:
+        model: The network; its trainable parameters, in ``named_parameters()`` order, define the
+            layout of ``w`` (see :mod:`app.unlearning.params`).
+        weight_decay: wd ≥ 0, the coefficient of the (wd/2)·‖w‖² term (METHOD §1); the training
+            weight decay.
+
+    Raises:
+        ValueError: If ``weight_decay`` is negative or not finite.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Linear(2, 2, bias=False).double()
+        >>> with torch.no_grad():
+        ...     _ = model.weight.zero_()
+        >>> obj = Objective(model, weight_decay=0.0)
+        >>> x = torch.ones(3, 2, dtype=torch.float64); y = torch.tensor([0, 1, 0])
+        >>> round(float(obj.loss(obj.initial_params(), x, y)), 6)  # log 2 at zero logits
+        0.693147
+    """
+
+    def __init__(self, model: nn.Module, weight_decay: float) -> None:
+        if not math.isfinite(weight_decay) or weight_decay < 0:
+            raise ValueError(f"weight_decay must be finite and >= 0, got {weight_decay!r}")
+        model.eval()
+        self.model = model
+        self.weight_decay = float(weight_decay)
+        self.num_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    def initial_params(self) -> torch.Tensor:
+        """The module's current trainable parameters as a detached flat copy, ``Tensor [p]``."""
+        return flatten_params(self.model)
+
+    def logits(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Network outputs at parameters ``w``.
+
+        Args:
+            w: ``Tensor [p]`` flat parameters.
+            x: ``Tensor [b, ...]`` inputs.
+
+        Returns:
+            ``Tensor [b, num_classes]`` logits.
+        """
+        out: torch.Tensor = functional_call(self.model, unflatten(self.model, w), (x,))
+        return out
+
+    def data_loss_sum(self, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Σ_i CE(f_w(x_i), y_i): the summed cross-entropy, no regulariser (a scalar).
+
+        Args:
+            w: ``Tensor [p]`` flat parameters.
+            x: ``Tensor [b, ...]`` inputs.
+            y: ``LongTensor [b]`` class labels.
+        """
+        return F.cross_entropy(self.logits(w, x), y, reduction="sum")
+
+    def data_loss_mean(self, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(1/b)·Σ_i CE(f_w(x_i), y_i): the mean cross-entropy, no regulariser (a scalar)."""
+        return F.cross_entropy(self.logits(w, x), y, reduction="mean")
+
+    def regularizer(self, w: torch.Tensor) -> torch.Tensor:
+        """(wd/2)·‖w‖² (a scalar)."""
+        return 0.5 * self.weight_decay * torch.dot(w, w)
+
+    def loss(self, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """L(w; S) = mean CE over S + (wd/2)·‖w‖² (METHOD §1), a scalar.
+
+        Args:
+            w: ``Tensor [p]`` flat parameters.
+            x: ``Tensor [b, ...]`` the inputs of S.
+            y: ``LongTensor [b]`` the labels of S.
+        """
+        return self.data_loss_mean(w, x, y) + self.regularizer(w)
+
+    __call__ = loss

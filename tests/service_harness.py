@@ -1,0 +1,115 @@
+"""A real ``lethe serve`` process for the end-to-end and integration suites, and the digits
+flow through version 1 over HTTP (imported by tests; the fixture lives in conftest.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveService:
+    """A ``lethe serve`` subprocess with its own LETHE_HOME and admin key."""
+
+    def __init__(self, home: Path, env: dict[str, str]) -> None:
+        self.key = secrets.token_urlsafe(16)
+        self.port = _free_port()
+        self.log_path = home / "serve.log"
+        home.mkdir(parents=True, exist_ok=True)
+        full_env = os.environ | {"LETHE_HOME": str(home), "LETHE_BOOTSTRAP_ADMIN_KEY": self.key,
+                                 "LETHE_WORKER_THREADS": "1"} | env
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)],
+                                     cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30,
+                                 headers={"Authorization": f"Bearer {self.key}"})
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"lethe serve exited early:\n{self.log()}")
+            try:
+                if self.http.get("/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"lethe serve did not come up:\n{self.log()}")
+            time.sleep(0.3)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+    def wait_for(self, path: str, done: Callable[[dict[str, Any]], bool], timeout_s: float = 240) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            body = self.http.get(path).json()
+            if done(body):
+                return body
+            time.sleep(0.5)
+        raise AssertionError(f"timed out waiting on {path}; last {body}\n{self.log()}")
+
+    def stop(self) -> None:
+        self.http.close()
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+
+def digits_flow(service: LiveService) -> dict[str, Any]:
+    """Register digits, train a small MLP, forget 30 samples in 3 requests → version 1; checks
+    the version's file against its certificate. Returns what later assertions need."""
+    http = service.http
+    dataset = http.post("/v1/datasets", json={"name": "digits", "source": "digits"})
+    assert dataset.status_code == 201, dataset.text
+    created = http.post("/v1/models", json={
+        "name": "digits-mlp", "dataset_id": dataset.json()["id"], "architecture": "mlp",
+        "training": {"epochs": 15, "batch_size": 64, "lr": 3e-3},
+        "certification": {"solver": "lissa", "depth": 200, "repeats": 4, "batch_size": 10,
+                          "damping": 0.01, "noise_std": 0.01},
+        "batching": {"max_samples": 30, "max_wait_seconds": 600},
+    })
+    assert created.status_code == 202, created.text
+    model_id = created.json()["id"]
+    model = service.wait_for(f"/v1/models/{model_id}", lambda m: m["status"] != "training")
+    assert model["status"] == "ready" and model["current_version"] == 0, (model, service.log())
+
+    ids = [str(i) for i in range(100, 130)]
+    locations = []
+    for chunk in (ids[:1], ids[1:10], ids[10:]):
+        answer = http.post(f"/v1/models/{model_id}/deletion-requests", json={"sample_ids": chunk})
+        assert answer.status_code == 202, answer.text
+        locations.append(answer.headers["Location"])
+    finals = [service.wait_for(loc, lambda r: r["status"] in ("completed", "failed")) for loc in locations]
+    assert [r["status"] for r in finals] == ["completed"] * 3, (finals, service.log())
+    assert {r["version"] for r in finals} == {1}
+
+    versions = http.get(f"/v1/models/{model_id}/versions").json()
+    assert [(v["number"], v["kind"]) for v in versions] == [(0, "trained"), (1, "unlearned")]
+    cert = http.get(f"/v1/models/{model_id}/versions/1/certificate").json()
+    blob = http.get(f"/v1/models/{model_id}/versions/1/download")
+    assert blob.status_code == 200
+    assert hashlib.sha256(blob.content).hexdigest() == cert["weights_sha256"] == versions[1]["sha256"]
+    assert cert["forgotten"]["m"] == 30 and cert["method"] == "newton-lissa"
+    assert cert["guarantee"]["noise_std"] == 0.01 and cert["guarantee"]["epsilon"] > 0
+    return {"model_id": model_id, "certificate": cert, "versions": versions}
