@@ -40,6 +40,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "data_folder_in": folder,
             "data_folder_out": folder,
             "store_processed": False,
+            # kombu's default is ./control, relative to whatever cwd the process has.
+            "control_folder": str(settings.broker_dir / "control"),
         }
     else:
         # Longer than the longest job, so Redis never redelivers a running task.

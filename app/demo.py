@@ -202,7 +202,7 @@ def _drive(service: Service, data: Any, epochs: int, forget: int, out_dir: Path)
     cert = certificates["unlearned"]
     g = cert["guarantee"]
     sigma, sens, delta = g["noise_std"], g["sensitivity"], g["delta"]
-    classical, classical_valid = classical_epsilon(sens, sigma, delta)
+    classical = classical_epsilon(sens, sigma, delta)
     budget = service.call("GET", f"/v1/models/{mid}/budget", 200)
     return {
         "dataset": {"source": "mnist", "n": int(data.y_train.size), "n_test": int(data.y_test.size)},
@@ -219,7 +219,7 @@ def _drive(service: Service, data: Any, epochs: int, forget: int, out_dir: Path)
             "epsilon": g["epsilon"], "delta": g["certified_delta"], "mechanism_delta": delta,
             "rho": g["rho"], "sensitivity_terms": cert["sensitivity"],
             "epsilon_recomputed_by_client": analytic_epsilon(sens, sigma, delta),
-            "classical_gaussian_epsilon": {"value": classical, "valid": classical_valid,
+            "classical_gaussian_epsilon": {"value": classical.epsilon, "valid": classical.valid,
                                            "label": "classical mechanism, valid only for epsilon < 1"},
             "solver": cert["solver"],
         },

@@ -8,7 +8,7 @@ from app.schemas.common import PublicModel, UtcDatetime
 
 
 class LedgerRowPublic(PublicModel):
-    """One release: m forgotten samples, |D_r| = ``retain_size``, Δ, σ, (ε, δ) and running totals."""
+    """One release: m forgotten samples, |D_r| = ``retain_size``, Δ, σ, (ε, δ), running totals."""
 
     version: int
     lineage: int

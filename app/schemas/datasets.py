@@ -19,7 +19,7 @@ class DatasetCreate(RequestBody):
 
 
 class DatasetPublic(PublicModel):
-    """A registered dataset. ``n`` is the size of the training split (sample ids ``"0"``…``n-1``)."""
+    """A registered dataset; ``n`` is the size of the training split (ids ``"0"``…``n-1``)."""
 
     id: str
     name: str

@@ -26,7 +26,9 @@ class TrainingSpec(RequestBody):
     )
     batch_size: int = Field(default=128, ge=1)
     radius: float = Field(default=20.0, gt=0, description="C: training keeps ‖w‖₂ ≤ C (METHOD §2).")
-    seed: int = Field(default=0, ge=0, le=2**63 - 1, description="Initialisation and shuffling seed.")
+    seed: int = Field(
+        default=0, ge=0, le=2**63 - 1, description="Initialisation and shuffling seed."
+    )
     hidden: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
         default_factory=lambda: [32, 32],
         min_length=1,
@@ -36,11 +38,13 @@ class TrainingSpec(RequestBody):
 
 
 class ConstantsSpec(RequestBody):
-    """Constants of METHOD §5 declared by the model owner; ``None`` = unknown (estimated or bounded)."""
+    """Constants of METHOD §5 declared by the model owner; ``None`` = unknown (estimated)."""
 
     lipschitz_hessian: float | None = Field(default=None, ge=0, description="M.")
     hessian_bound: float | None = Field(default=None, ge=0, description="L ≥ ‖H‖.")
-    lambda_min: float | None = Field(default=None, description="Lower bound on λ_min(H); may be < 0.")
+    lambda_min: float | None = Field(
+        default=None, description="Lower bound on λ_min(H); may be < 0."
+    )
     gradient_bound: float | None = Field(
         default=None, ge=0, description="G ≥ ‖∇L(w̃*; D_r)‖ of the retrained model."
     )
@@ -73,7 +77,11 @@ class CertificationSpec(RequestBody):
     @model_validator(mode="before")
     @classmethod
     def _target_clears_default_noise(cls, data: object) -> object:
-        if isinstance(data, dict) and data.get("target_epsilon") is not None and "noise_std" not in data:
+        if (
+            isinstance(data, dict)
+            and data.get("target_epsilon") is not None
+            and "noise_std" not in data
+        ):
             return {**data, "noise_std": None}
         return data
 
@@ -90,11 +98,11 @@ class CertificationSpec(RequestBody):
 
 
 class BatchingSpec(RequestBody):
-    """When pending deletion requests are sealed into one unlearning batch: whichever comes first."""
+    """When pending deletion requests are sealed into one batch: whichever rule fires first."""
 
     max_samples: int = Field(default=1000, ge=1, description="Seal at this many distinct samples.")
     max_wait_seconds: float = Field(
-        default=60.0, ge=0, le=86400, description="Seal when the oldest pending request is this old."
+        default=60.0, ge=0, le=86400, description="Seal once the oldest pending request is this old."
     )
 
 

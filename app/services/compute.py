@@ -203,7 +203,7 @@ def unlearn_on(model: torch.nn.Module, data: ArrayDataset, w_k: torch.Tensor,
         internal=step.params_new, released=released, step=step, sensitivity=sens,
         constants=constants, noise_std=noise_std, epsilon=epsilon, delta=delta,
         certified_delta=delta + sens.rho,
-        classical=({"epsilon": classical[0], "valid": classical[1],
+        classical=({"epsilon": classical.epsilon, "valid": classical.valid,
                     "label": "classical Gaussian mechanism; valid only for epsilon < 1"}
                    if classical is not None else {}),
         accuracy=acc, minibatch_seed=minibatch_seed, elapsed_s=elapsed)

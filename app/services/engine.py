@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import time
-import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -27,9 +26,10 @@ import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.db.models import Dataset, DeletionRequest, ForgottenSample, Job, LedgerEntry, Model, Version
+from app.db.models import Dataset, Job, LedgerEntry, Model, Version
 from app.db.session import session_scope
-from app.services import batching, certificates, compute, dispatch
+from app.services import batching, certificates, compute, dispatch, requests
+from app.services.forgotten import forgotten_versions, record_forgotten
 from app.settings import get_settings
 from app.storage.artifacts import ArtifactStore, PrivateStore
 from app.unlearning.accounting import compose_gaussian_releases
@@ -70,10 +70,7 @@ def _claim(job_id: str, expected_kind: str) -> JobContext | None:
         model = session.get_one(Model, job.model_id)
         dataset = session.get_one(Dataset, model.dataset_id)
         if job.kind in ("unlearn", "retrain"):
-            session.execute(update(DeletionRequest)
-                            .where(DeletionRequest.job_id == job_id,
-                                   DeletionRequest.status == "batched")
-                            .values(status="applying"))
+            requests.mark_job_requests_applying(session, job_id)
         return JobContext(job.id, job.kind, model.id, model.name, model.architecture,
                           dict(model.training), dict(model.certification), dataset.id,
                           dataset.source, dataset.checksum_sha256, dataset.n)
@@ -95,20 +92,18 @@ def run_job(job_id: str, expected_kind: str) -> str:
             _retrain(ctx)
     except Exception as exc:  # a failed job must be recorded, whatever failed
         log.exception("job %s failed", job_id)
-        _fail(ctx, f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=5))
+        _fail(ctx, f"{type(exc).__name__}: {exc}")
         return "failed"
     seal_and_enqueue(ctx.model_id)
     return "succeeded"
 
 
-def _fail(ctx: JobContext, reason: str, trace: str) -> None:
+def _fail(ctx: JobContext, reason: str) -> None:
+    """Record the reason (the traceback stays in the worker's log, never in an answer)."""
     with session_scope() as session:
         session.execute(update(Job).where(Job.id == ctx.job_id).values(
-            status="failed", error=reason, finished_at=_now(), timings={"traceback": trace}))
-        session.execute(update(DeletionRequest)
-                        .where(DeletionRequest.job_id == ctx.job_id,
-                               DeletionRequest.status.in_(("batched", "applying")))
-                        .values(status="failed", error=reason))
+            status="failed", error=reason, finished_at=_now()))
+        requests.fail_job_requests(session, ctx.job_id, reason)
         if ctx.kind == "train":
             session.execute(update(Model).where(Model.id == ctx.model_id)
                             .values(status="failed", error=reason))
@@ -119,28 +114,16 @@ def seal_and_enqueue(model_id: str) -> str | None:
     with session_scope() as session:
         job = batching.seal_if_due(session, model_id)
         job_id = job.id if job else None
-        wait = _next_seal_check(session, model_id) if job is None else None
+        model = session.get(Model, model_id)
+        # Only a ready model seals; a training one is re-checked when its training publishes.
+        wait = (batching.seconds_until_due(session, model_id)
+                if job is None and model is not None and model.status == "ready" else None)
     if job_id:
         with session_scope() as session:
             dispatch.enqueue_job(session.get_one(Job, job_id))
     elif wait is not None:
         dispatch.schedule_seal_check(model_id, wait)
     return job_id
-
-
-def _next_seal_check(session: Session, model_id: str) -> float | None:
-    """Seconds until the oldest pending request of a ready model is due, if there is one."""
-    model = session.get(Model, model_id)
-    if model is None or model.status != "ready":
-        return None
-    oldest = session.scalar(select(func.min(DeletionRequest.created_at)).where(
-        DeletionRequest.model_id == model_id, DeletionRequest.status == "pending"))
-    if oldest is None:
-        return None
-    if oldest.tzinfo is None:
-        oldest = oldest.replace(tzinfo=timezone.utc)
-    age = (_now() - oldest).total_seconds()
-    return max(0.0, float(model.batching["max_wait_seconds"]) - age) + 0.5
 
 
 class _Progress:
@@ -200,28 +183,23 @@ def _ledger_zero(retain_size: int) -> dict[str, Any]:
 
 # --- unlearn one batch ------------------------------------------------------------------------
 
-def _batch(session: Session, ctx: JobContext) -> tuple[set[int], set[int], int, str]:
-    """(already forgotten, requested by this job, current version, its internal-state job id)."""
-    forgotten = set(session.scalars(select(ForgottenSample.sample_index)
-                                    .where(ForgottenSample.model_id == ctx.model_id)))
-    requested: set[int] = set()
-    for ids in session.scalars(select(DeletionRequest.sample_ids)
-                               .where(DeletionRequest.job_id == ctx.job_id)):
-        requested.update(int(i) for i in ids)
+def _batch(session: Session, ctx: JobContext) -> tuple[set[int], list[int], int, str]:
+    """(already forgotten, this job's D_u, current version, the job id of its internal state)."""
+    forgotten = set(forgotten_versions(session, ctx.model_id))
+    new = requests.forget_set_of_job(session, session.get_one(Job, ctx.job_id))
     model = session.get_one(Model, ctx.model_id)
     if model.current_version is None:
         raise RuntimeError("the model has no published version to unlearn from")
     current = session.scalars(select(Version).where(Version.model_id == ctx.model_id,
                                                     Version.number == model.current_version)).one()
-    return forgotten, requested, current.number, current.job_id or ""
+    return forgotten, new, current.number, current.job_id or ""
 
 
 def _unlearn(ctx: JobContext) -> None:
     with session_scope() as session:
-        forgotten, requested, parent, parent_job = _batch(session, ctx)
+        forgotten, new, parent, parent_job = _batch(session, ctx)
         parent_sha = session.scalars(select(Version.sha256).where(
             Version.model_id == ctx.model_id, Version.number == parent)).one()
-    new = sorted(requested - forgotten)
     if not new:
         _complete_without_version(ctx)
         return
@@ -268,11 +246,9 @@ def _lineage_releases(session: Session, model_id: str) -> list[LedgerEntry]:
 def _complete_without_version(ctx: JobContext) -> None:
     """Every requested sample was already forgotten: point each request at that version."""
     with session_scope() as session:
-        for request in session.scalars(select(DeletionRequest).where(DeletionRequest.job_id == ctx.job_id)):
-            request.version = session.scalar(select(func.max(ForgottenSample.version)).where(
-                ForgottenSample.model_id == ctx.model_id,
-                ForgottenSample.sample_index.in_([int(i) for i in request.sample_ids])))
-            request.status = "completed"
+        for request in requests.requests_of_job(session, ctx.job_id):
+            forgot = forgotten_versions(session, ctx.model_id, (int(i) for i in request.sample_ids))
+            request.version, request.status = max(forgot.values()), "completed"
         session.execute(update(Job).where(Job.id == ctx.job_id).values(
             status="succeeded", progress=1.0, finished_at=_now()))
 
@@ -281,8 +257,7 @@ def _complete_without_version(ctx: JobContext) -> None:
 
 def _retrain(ctx: JobContext) -> None:
     with session_scope() as session:
-        forgotten, requested, parent, _ = _batch(session, ctx)
-    new = sorted(requested - forgotten)
+        forgotten, new, parent, _ = _batch(session, ctx)
     removed = forgotten | set(new)
     retain = np.setdiff1d(np.arange(ctx.dataset_n, dtype=np.int64),
                           np.fromiter(removed, dtype=np.int64, count=len(removed)))
@@ -326,11 +301,8 @@ def _publish(ctx: JobContext, *, kind: str, sha: str, size: int, cert: dict[str,
         ledger = {k: v for k, v in ledger.items() if k != "releases"}
         session.add(LedgerEntry(model_id=ctx.model_id, version=number, lineage=lineage, kind=kind,
                                 **ledger))
-        session.add_all(ForgottenSample(model_id=ctx.model_id, sample_index=i, version=number)
-                        for i in new_forgotten)
-        session.execute(update(DeletionRequest).where(
-            DeletionRequest.job_id == ctx.job_id, DeletionRequest.status.in_(("batched", "applying"))
-        ).values(status="completed", version=number, updated_at=_now()))
+        record_forgotten(session, ctx.model_id, new_forgotten, number)
+        requests.finish_job_requests(session, ctx.job_id, number)
         session.execute(update(Job).where(Job.id == ctx.job_id).values(
             status="succeeded", progress=1.0, version=number, finished_at=_now(), timings=timings))
         session.execute(update(Model).where(Model.id == ctx.model_id).values(

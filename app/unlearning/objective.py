@@ -68,6 +68,16 @@ class Objective:
         """The module's current trainable parameters as a detached flat copy, ``Tensor [p]``."""
         return flatten_params(self.model)
 
+    def criterion(self, logits: torch.Tensor, y: torch.Tensor, reduction: str) -> torch.Tensor:
+        """The per-sample loss reduced over the batch: cross-entropy (METHOD §1).
+
+        Args:
+            logits: ``Tensor [b, num_classes]``.
+            y: ``LongTensor [b]`` class labels.
+            reduction: ``"sum"`` or ``"mean"``.
+        """
+        return F.cross_entropy(logits, y, reduction=reduction)
+
     def logits(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Network outputs at parameters ``w``.
 
@@ -81,6 +91,24 @@ class Objective:
         out: torch.Tensor = functional_call(self.model, unflatten(self.model, w), (x,))
         return out
 
+    def data_loss_params(
+        self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, reduction: str
+    ) -> torch.Tensor:
+        """The data term from named parameter tensors instead of a flat vector (a scalar).
+
+        Differentiating with respect to separate per-parameter tensors avoids the cost of
+        scattering gradients back into one flat vector (one zero-filled [p] buffer per parameter
+        per backward pass); :mod:`app.unlearning.hvp` uses it for double-backward products.
+
+        Args:
+            params: ``{name: Tensor}`` for every trainable parameter (shapes as in the module).
+            x: ``Tensor [b, ...]`` inputs.
+            y: ``LongTensor [b]`` labels.
+            reduction: ``"sum"`` or ``"mean"``.
+        """
+        logits: torch.Tensor = functional_call(self.model, params, (x,))
+        return self.criterion(logits, y, reduction)
+
     def data_loss_sum(self, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Σ_i CE(f_w(x_i), y_i): the summed cross-entropy, no regulariser (a scalar).
 
@@ -89,11 +117,11 @@ class Objective:
             x: ``Tensor [b, ...]`` inputs.
             y: ``LongTensor [b]`` class labels.
         """
-        return F.cross_entropy(self.logits(w, x), y, reduction="sum")
+        return self.criterion(self.logits(w, x), y, "sum")
 
     def data_loss_mean(self, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """(1/b)·Σ_i CE(f_w(x_i), y_i): the mean cross-entropy, no regulariser (a scalar)."""
-        return F.cross_entropy(self.logits(w, x), y, reduction="mean")
+        return self.criterion(self.logits(w, x), y, "mean")
 
     def regularizer(self, w: torch.Tensor) -> torch.Tensor:
         """(wd/2)·‖w‖² (a scalar)."""

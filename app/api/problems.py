@@ -1,0 +1,136 @@
+"""Turn every error into RFC 9457 problem+json; one handler per error family.
+
+- ``LetheError`` subclasses: their ``status``, ``title``, ``detail`` and extras.
+- ``RequestValidationError`` (bad field, wrong type, malformed JSON): 422 with an ``errors`` list,
+  each naming the field (``loc``/``field``), the message and the pydantic error type.
+- ``HTTPException`` (unknown route, wrong method, ...): its status.
+- Anything else: 500 with a fixed message; the stack trace goes to the log, never to the client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.errors import LetheError, Unauthorized
+from app.schemas.problem import PROBLEM_MEDIA_TYPE, Problem
+
+__all__ = ["install_problem_handlers", "problem_response"]
+
+log = logging.getLogger(__name__)
+
+_TYPE_PREFIX = "urn:lethe:problem:"
+_RESERVED = {"type", "title", "status", "detail", "instance"}
+
+
+def _slug(title: str) -> str:
+    return title.lower().replace(" ", "-")
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    title: str,
+    detail: str | None,
+    *,
+    type_: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    """A ``application/problem+json`` answer."""
+    extras = {k: v for k, v in extra.items() if k not in _RESERVED}
+    body = Problem(
+        type=type_ or f"{_TYPE_PREFIX}{_slug(title)}",
+        title=title,
+        status=status,
+        detail=detail,
+        instance=request.url.path,
+        **extras,
+    )
+    return JSONResponse(
+        body.model_dump(mode="json"), status_code=status, headers=headers,
+        media_type=PROBLEM_MEDIA_TYPE,
+    )
+
+
+def _field_name(loc: Sequence[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in {"body", "query", "path", "header", "cookie"}:
+        parts = parts[1:]
+    return ".".join(parts)
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """Field, message and type of each error; never the offending input or internal context."""
+    out = []
+    for err in exc.errors():
+        loc = list(err.get("loc", ()))
+        if err.get("type") == "json_invalid":
+            loc = loc[:1]  # the rest is a character offset, not a field
+        out.append({
+            "loc": [p if isinstance(p, (str, int)) else str(p) for p in loc],
+            "field": _field_name(loc) or "body",
+            "msg": str(err.get("msg", "")),
+            "type": str(err.get("type", "")),
+        })
+    return out
+
+
+async def _lethe_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, LetheError)
+    if exc.status >= 500:
+        log.error("internal LetheError: %s", exc.detail, exc_info=exc)
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+    return problem_response(
+        request, exc.status, exc.title, exc.detail, headers=headers, **exc.extra
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = _validation_errors(exc)
+    if any(e["type"] == "json_invalid" for e in errors):
+        detail = "the request body is not valid JSON"
+    else:
+        fields = sorted({e["field"] or "body" for e in errors})
+        detail = f"invalid field(s): {', '.join(fields)}"
+    return problem_response(
+        request, 422, "Invalid input", detail,
+        type_=f"{_TYPE_PREFIX}validation-error", errors=errors,
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    try:
+        title = HTTPStatus(exc.status_code).phrase
+    except ValueError:
+        title = "Error"
+    detail = exc.detail if isinstance(exc.detail, str) else title
+    return problem_response(
+        request, exc.status_code, title, detail, type_="about:blank",
+        headers=dict(exc.headers) if exc.headers else None,
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(
+        request, 500, "Internal error",
+        "the server failed to answer this request; it has been logged",
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Register the handlers on ``app``."""
+    app.add_exception_handler(LetheError, _lethe_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

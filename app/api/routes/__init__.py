@@ -1,0 +1,16 @@
+"""One router per resource."""
+
+from app.api.routes import (budget, datasets, deletion_requests, health, jobs, models,
+                            versions)
+
+ROUTERS = [
+    health.router,
+    datasets.router,
+    models.router,
+    deletion_requests.router,
+    jobs.router,
+    versions.router,
+    budget.router,
+]
+
+__all__ = ["ROUTERS"]

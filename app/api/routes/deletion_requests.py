@@ -1,0 +1,59 @@
+"""Deletion requests: submit (requests:write) and poll (requests:read)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response, status
+
+from app.api import paths
+from app.api.deps import SessionDep, UnitOfWorkDep, require
+from app.db.models import ApiKey, DeletionRequest
+from app.schemas.deletion_requests import DeletionRequestCreate, DeletionRequestPublic
+from app.services import batching
+from app.services import requests as service
+from app.services.auth import SCOPE_REQUESTS_READ, SCOPE_REQUESTS_WRITE
+from app.services.dispatch import schedule_seal_check
+
+router = APIRouter(tags=["deletion requests"])
+
+
+def to_public(request: DeletionRequest) -> DeletionRequestPublic:
+    return DeletionRequestPublic(
+        id=request.id,
+        model_id=request.model_id,
+        status=request.status,  # type: ignore[arg-type]
+        version=request.version,
+        error=request.error,
+        sample_count=len(request.sample_ids or []),
+        created_at=request.created_at,
+        updated_at=request.updated_at,
+    )
+
+
+@router.post(paths.MODEL_DELETION_REQUESTS, status_code=status.HTTP_202_ACCEPTED)
+def submit_deletion_request(
+    model_id: str,
+    body: DeletionRequestCreate,
+    uow: UnitOfWorkDep,
+    response: Response,
+    _key: Annotated[ApiKey, Depends(require(SCOPE_REQUESTS_WRITE))],
+) -> DeletionRequestPublic:
+    """Ask the model to forget training samples; poll the ``Location`` until ``completed``."""
+    request, jobs = service.submit(uow.session, model_id, body.sample_ids)
+    uow.after_commit.enqueue(jobs)
+    if request.status == "pending":
+        wait_s = batching.seconds_until_due(uow.session, model_id)
+        if wait_s is not None:
+            uow.after_commit.add(schedule_seal_check, model_id, wait_s)
+    response.headers["Location"] = paths.url(paths.DELETION_REQUEST, request_id=request.id)
+    return to_public(request)
+
+
+@router.get(paths.DELETION_REQUEST)
+def get_deletion_request(
+    request_id: str,
+    session: SessionDep,
+    _key: Annotated[ApiKey, Depends(require(SCOPE_REQUESTS_READ))],
+) -> DeletionRequestPublic:
+    return to_public(service.get_request(session, request_id))

@@ -1,0 +1,219 @@
+"""Deletion requests: refuse bad ones at the door, store good ones, and move them along.
+
+Lifecycle (DESIGN.md): ``pending`` → ``batched`` (sealed into a job) → ``applying`` →
+``completed`` (names the version that no longer contains the samples) or ``failed``;
+``pending`` → ``canceled``. A request whose samples an earlier version already forgot completes at
+once, pointing at that version. Invalid requests are refused whole (4xx) and leave no row.
+
+Sample ids of a built-in dataset are the decimal row indices of its training split, as strings:
+``"0"`` … ``str(n - 1)``, with no sign, spaces or leading zeros.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.db.models import Dataset, DeletionRequest, Job, utcnow
+from app.errors import InvalidInput, NotFound, StateConflict
+from app.services.batching import seal_if_due
+from app.services.forgotten import forgotten_versions
+from app.services.models import get_model
+from app.settings import get_settings
+
+__all__ = [
+    "MAX_LISTED_IDS",
+    "fail_job_requests",
+    "finish_job_requests",
+    "forget_set_of_job",
+    "get_request",
+    "mark_job_requests_applying",
+    "parse_sample_ids",
+    "requests_of_job",
+    "submit",
+]
+
+MAX_LISTED_IDS = 20
+"""At most this many offending ids are named in an error."""
+
+_DECIMAL = re.compile(r"0|[1-9][0-9]{0,17}", re.ASCII)
+_MAX_ECHO_CHARS = 64
+
+
+def _echo(raw: str) -> str:
+    return raw if len(raw) <= _MAX_ECHO_CHARS else raw[:_MAX_ECHO_CHARS] + "…"
+
+
+def parse_sample_ids(raw_ids: Sequence[str], n: int, *, max_samples: int) -> list[int]:
+    """Validate sample ids against a training split of size ``n``.
+
+    Args:
+        raw_ids: The ids as sent.
+        n: Size of the training split; valid ids are ``"0"`` … ``str(n - 1)``.
+        max_samples: Most ids one request may carry.
+
+    Returns:
+        The row indices, sorted.
+
+    Raises:
+        InvalidInput: An empty list; too many ids; ids that are not canonical decimals in
+            ``[0, n)`` (``invalid_sample_ids`` names the first 20); ids given twice
+            (``duplicate_sample_ids`` names the first 20).
+    """
+    if not raw_ids:
+        raise InvalidInput("sample_ids is empty: name at least one sample", field="sample_ids")
+    if len(raw_ids) > max_samples:
+        raise InvalidInput(
+            f"{len(raw_ids)} sample ids in one request; at most {max_samples} are allowed",
+            field="sample_ids",
+            max_samples=max_samples,
+        )
+    invalid = list(dict.fromkeys(
+        raw for raw in raw_ids
+        if not isinstance(raw, str) or not _DECIMAL.fullmatch(raw) or int(raw) >= n
+    ))
+    if invalid:
+        raise InvalidInput(
+            f"{len(invalid)} sample id(s) are not training-row indices of this dataset "
+            f'(decimal strings "0" to "{n - 1}", no sign, spaces or leading zeros)',
+            field="sample_ids",
+            invalid_sample_ids=[_echo(str(raw)) for raw in invalid[:MAX_LISTED_IDS]],
+            invalid_count=len(invalid),
+        )
+    counts = Counter(raw_ids)
+    duplicates = [raw for raw, c in counts.items() if c > 1]
+    if duplicates:
+        raise InvalidInput(
+            f"{len(duplicates)} sample id(s) appear more than once in this request",
+            field="sample_ids",
+            duplicate_sample_ids=duplicates[:MAX_LISTED_IDS],
+            duplicate_count=len(duplicates),
+        )
+    return sorted(int(raw) for raw in raw_ids)
+
+
+def submit(
+    session: Session,
+    model_id: str,
+    sample_ids: Sequence[str],
+    *,
+    now: datetime | None = None,
+    max_request_samples: int | None = None,
+) -> tuple[DeletionRequest, list[Job]]:
+    """Accept a deletion request, then seal the model's pending requests if the policy says so.
+
+    If an earlier version already forgot every sample, the request is stored ``completed`` and
+    names the newest such version; otherwise it is stored ``pending`` with all its ids (the worker
+    skips the already-forgotten ones).
+
+    Args:
+        model_id: The model whose training samples are to be forgotten.
+        sample_ids: Decimal row indices of the training split, as strings.
+        now: The clock (tests).
+        max_request_samples: Default ``Settings.max_request_samples``.
+
+    Returns:
+        ``(request, jobs)``: enqueue ``jobs`` after the commit.
+
+    Raises:
+        NotFound: Unknown model.
+        StateConflict: The model failed to train.
+        InvalidInput: See :func:`parse_sample_ids`.
+    """
+    model = get_model(session, model_id)
+    if model.status == "failed":
+        raise StateConflict(
+            f"model {model_id!r} failed to train and cannot forget samples", model_status="failed"
+        )
+    dataset = session.get(Dataset, model.dataset_id)
+    if dataset is None:  # pragma: no cover - a foreign key guarantees it
+        raise StateConflict(f"model {model_id!r} has no dataset")
+    limit = max_request_samples or get_settings().max_request_samples
+    indices = parse_sample_ids(sample_ids, dataset.n, max_samples=limit)
+    now = now or utcnow()
+    forgotten = forgotten_versions(session, model_id, indices)
+    if len(forgotten) == len(indices):
+        request = DeletionRequest(
+            model_id=model_id,
+            sample_ids=indices,
+            status="completed",
+            version=max(forgotten.values()),
+            created_at=now,
+            updated_at=now,
+        )
+    else:
+        request = DeletionRequest(
+            model_id=model_id, sample_ids=indices, status="pending", created_at=now, updated_at=now
+        )
+    session.add(request)
+    session.flush()
+    job = seal_if_due(session, model_id, now=now)
+    return request, [job] if job is not None else []
+
+
+def get_request(session: Session, request_id: str) -> DeletionRequest:
+    """Raises: NotFound."""
+    request = session.get(DeletionRequest, request_id)
+    if request is None:
+        raise NotFound(f"no deletion request {request_id!r}", request_id=request_id)
+    return request
+
+
+# --- worker side -----------------------------------------------------------------------------
+
+
+def requests_of_job(session: Session, job_id: str) -> Sequence[DeletionRequest]:
+    """The requests sealed into a job (unlearn batch or retrain), oldest first."""
+    return session.scalars(
+        select(DeletionRequest)
+        .where(DeletionRequest.job_id == job_id)
+        .order_by(DeletionRequest.created_at, DeletionRequest.id)
+    ).all()
+
+
+def forget_set_of_job(session: Session, job: Job) -> list[int]:
+    """D_u of a job (METHOD §3 step 1): the distinct samples its requests name that no version has
+    forgotten yet, sorted."""
+    wanted = {int(i) for r in requests_of_job(session, job.id) for i in r.sample_ids}
+    return sorted(wanted - forgotten_versions(session, job.model_id, wanted).keys())
+
+
+def mark_job_requests_applying(session: Session, job_id: str) -> int:
+    """``batched`` → ``applying`` for the job's requests; returns how many moved."""
+    result = session.execute(
+        update(DeletionRequest)
+        .where(DeletionRequest.job_id == job_id, DeletionRequest.status == "batched")
+        .values(status="applying", updated_at=utcnow())
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def finish_job_requests(session: Session, job_id: str, version: int) -> int:
+    """Complete the job's requests, naming ``version``; call in the publish transaction."""
+    result = session.execute(
+        update(DeletionRequest)
+        .where(
+            DeletionRequest.job_id == job_id,
+            DeletionRequest.status.in_(("batched", "applying")),
+        )
+        .values(status="completed", version=version, error=None, updated_at=utcnow())
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def fail_job_requests(session: Session, job_id: str, error: str) -> int:
+    """Fail the job's unfinished requests with a reason."""
+    result = session.execute(
+        update(DeletionRequest)
+        .where(
+            DeletionRequest.job_id == job_id,
+            DeletionRequest.status.in_(("batched", "applying")),
+        )
+        .values(status="failed", error=error, updated_at=utcnow())
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

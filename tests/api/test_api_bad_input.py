@@ -1,0 +1,242 @@
+"""Every bad input of issue 2 answers 4xx problem+json and writes no row."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.db.session import session_scope
+from app.services import auth
+
+PROBLEM = "application/problem+json"
+
+
+def _refused(api, response, status):
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body = response.json()
+    assert body["status"] == status and body["title"] and body["detail"] and body["type"]
+    assert "Traceback" not in response.text
+    return body
+
+
+@pytest.fixture
+def model(api):
+    return api.ready_model()
+
+
+def test_unknown_model_is_404_everywhere(api):
+    before = api.counts()
+    for method, path, body in [
+        ("post", "/v1/models/nope/deletion-requests", {"sample_ids": ["1"]}),
+        ("get", "/v1/models/nope", None),
+        ("post", "/v1/models/nope/retrain", None),
+        ("get", "/v1/models/nope/versions", None),
+        ("get", "/v1/models/nope/versions/0", None),
+        ("get", "/v1/models/nope/versions/0/download", None),
+        ("get", "/v1/models/nope/budget", None),
+        ("get", "/v1/deletion-requests/nope", None),
+        ("get", "/v1/jobs/nope", None),
+        ("get", "/v1/datasets/nope", None),
+        ("get", "/v1/no-such-route", None),
+    ]:
+        r = api.client.request(method, path, json=body, headers=api.admin)
+        _refused(api, r, 404)
+    assert api.counts() == before
+
+
+def test_unknown_and_malformed_ids_are_named(api, model):
+    before = api.counts()
+    bad = ["1437", "-1", "+1", " 1", "1 ", "01", "1.0", "1e3", "x", "", "١",
+           "99999999999999999999999"]
+    body = _refused(api, api.forget(model["id"], ["0", *bad, "5"]), 422)
+    assert body["invalid_sample_ids"] == bad
+    assert body["invalid_count"] == len(bad)
+    assert body["field"] == "sample_ids"
+    assert api.counts() == before
+
+
+def test_at_most_twenty_bad_ids_are_named(api, model):
+    bad = [str(2000 + i) for i in range(30)]
+    body = _refused(api, api.forget(model["id"], bad), 422)
+    assert body["invalid_sample_ids"] == bad[:20]
+    assert body["invalid_count"] == 30
+
+
+def test_empty_list_is_refused(api, model):
+    before = api.counts()
+    body = _refused(api, api.forget(model["id"], []), 422)
+    assert "empty" in body["detail"]
+    assert api.counts() == before
+
+
+def test_duplicates_are_named(api, model):
+    before = api.counts()
+    body = _refused(api, api.forget(model["id"], ["1", "2", "1", "3", "2", "1"]), 422)
+    assert body["duplicate_sample_ids"] == ["1", "2"]
+    assert api.counts() == before
+
+
+def test_too_many_ids_are_refused(api, model, monkeypatch):
+    monkeypatch.setenv("LETHE_MAX_REQUEST_SAMPLES", "3")
+    from app.settings import get_settings
+
+    get_settings.cache_clear()
+    before = api.counts()
+    body = _refused(api, api.forget(model["id"], ["1", "2", "3", "4"]), 422)
+    assert body["max_samples"] == 3
+    assert api.counts() == before
+
+
+@pytest.mark.parametrize("payload, field", [
+    ({"sample_ids": [1, 2]}, "sample_ids.0"),
+    ({"sample_ids": ["1", None]}, "sample_ids.1"),
+    ({"sample_ids": "1"}, "sample_ids"),
+    ({"sample_ids": {"1": 1}}, "sample_ids"),
+    ({}, "sample_ids"),
+    ({"sample_ids": ["1"], "extra": True}, "extra"),
+    (["1"], "body"),
+    ("1", "body"),
+])
+def test_wrong_types_are_refused(api, model, payload, field):
+    before = api.counts()
+    r = api.client.post(f"/v1/models/{model['id']}/deletion-requests", json=payload,
+                        headers=api.admin)
+    body = _refused(api, r, 422)
+    assert field in [e["field"] for e in body["errors"]]
+    assert all(set(e) == {"loc", "field", "msg", "type"} for e in body["errors"])
+    assert api.counts() == before
+
+
+@pytest.mark.parametrize("raw", [b"{", b'{"sample_ids": ["1",]}', b"", b"\xff\xfe", b"nul"])
+def test_malformed_json_is_refused(api, model, raw):
+    before = api.counts()
+    r = api.client.post(f"/v1/models/{model['id']}/deletion-requests", content=raw,
+                        headers={**api.admin, "Content-Type": "application/json"})
+    _refused(api, r, 422)
+    assert api.counts() == before
+
+
+def test_missing_or_wrong_key_is_401(api, model):
+    before = api.counts()
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic YWJjOmRlZg=="},
+                    {"Authorization": "Bearer"}):
+        r = api.forget(model["id"], ["1"], headers=headers)
+        _refused(api, r, 401)
+        assert r.headers["www-authenticate"] == "Bearer"
+        _refused(api, api.client.get(f"/v1/models/{model['id']}", headers=headers), 401)
+        _refused(api, api.client.post("/v1/datasets", headers=headers,
+                                      json={"name": "d", "source": "digits"}), 401)
+    assert api.counts() == before
+
+
+def test_revoked_key_is_401(api, model):
+    with session_scope() as s:
+        key, plaintext = auth.create_key(s, "app", [auth.SCOPE_REQUESTS_WRITE])
+        key_id = key.id
+    headers = {"Authorization": f"Bearer {plaintext}"}
+    assert api.forget(model["id"], ["1"], headers=headers).status_code == 202
+    with session_scope() as s:
+        auth.revoke_key(s, key_id)
+    before = api.counts()
+    _refused(api, api.forget(model["id"], ["2"], headers=headers), 401)
+    assert api.counts() == before
+
+
+def test_key_without_the_scope_is_403(api, model):
+    with session_scope() as s:
+        _, reader = auth.create_key(s, "reader", [auth.SCOPE_REQUESTS_READ])
+    headers = {"Authorization": f"Bearer {reader}"}
+    before = api.counts()
+    body = _refused(api, api.forget(model["id"], ["1"], headers=headers), 403)
+    assert body["missing_scope"] == "requests:write"
+    assert "requests:write" in body["detail"]
+    for method, path, scope in [
+        ("get", f"/v1/models/{model['id']}", "models:read"),
+        ("post", f"/v1/models/{model['id']}/retrain", "admin"),
+        ("get", f"/v1/models/{model['id']}/budget", "models:read"),
+    ]:
+        body = _refused(api, api.client.request(method, path, headers=headers), 403)
+        assert body["missing_scope"] == scope
+    _refused(api, api.client.post("/v1/models", headers=headers, json={
+        "name": "m", "dataset_id": model["dataset_id"], "architecture": "mlp"}), 403)
+    assert api.counts() == before
+    # the scope it has works
+    assert api.client.get("/v1/deletion-requests/nope", headers=headers).status_code == 404
+
+
+def test_failed_model_refuses_requests(api):
+    model = api.model()
+    from app.db import models as orm
+
+    with session_scope() as s:
+        s.get(orm.Model, model["id"]).status = "failed"
+    before = api.counts()
+    _refused(api, api.forget(model["id"], ["1"]), 409)
+    assert api.counts() == before
+
+
+def test_bad_model_bodies(api):
+    ds = api.dataset()
+    before = api.counts()
+    base = {"name": "m", "dataset_id": ds["id"], "architecture": "mlp"}
+    cases = [
+        ({**base, "dataset_id": "nope"}, "dataset_id"),
+        ({**base, "architecture": "resnet"}, "architecture"),
+        ({**base, "training": {"epochs": 0}}, "training.epochs"),
+        ({**base, "training": {"hidden": [0]}}, "training.hidden.0"),
+        ({**base, "training": {"lr": -1}}, "training.lr"),
+        ({**base, "training": {"unknown_knob": 1}}, "training.unknown_knob"),
+        ({**base, "certification": {"solver": "newton"}}, "certification.solver"),
+        ({**base, "certification": {"noise_std": 0.01, "target_epsilon": 1.0}}, "certification"),
+        ({**base, "certification": {"noise_std": None}}, "certification"),
+        ({**base, "certification": {"delta": 1.5}}, "certification.delta"),
+        ({**base, "batching": {"max_samples": 0}}, "batching.max_samples"),
+        ({**base, "batching": {"max_wait_seconds": 10**6}}, "batching.max_wait_seconds"),
+        ({"dataset_id": ds["id"], "architecture": "mlp"}, "name"),
+    ]
+    for payload, field in cases:
+        body = _refused(api, api.client.post("/v1/models", json=payload, headers=api.admin), 422)
+        fields = [e["field"] for e in body.get("errors", [])] or [body.get("field")]
+        assert field in fields, (payload, body)
+    both = api.client.post("/v1/models", headers=api.admin, json={
+        **base, "certification": {"noise_std": 0.01, "target_epsilon": 1.0}}).json()
+    assert "noise_std must be null" in both["errors"][0]["msg"]
+    nan = api.client.post("/v1/models", headers={**api.admin, "Content-Type": "application/json"},
+                          content=f'{{"name": "m", "dataset_id": "{ds["id"]}", "architecture": '
+                                  '"mlp", "training": {"lr": NaN}}')
+    _refused(api, nan, 422)
+    assert api.counts() == before
+
+
+def test_bad_dataset_bodies(api):
+    before = api.counts()
+    _refused(api, api.client.post("/v1/datasets", json={"name": "d", "source": "cifar"},
+                                  headers=api.admin), 422)
+    _refused(api, api.client.post("/v1/datasets", json={"name": "", "source": "digits"},
+                                  headers=api.admin), 422)
+    mnist = api.client.post("/v1/datasets", json={"name": "d", "source": "mnist"},
+                            headers=api.admin)
+    not_fetched = _refused(api, mnist, 409)
+    assert "lethe data fetch mnist" in not_fetched["detail"]
+    assert api.counts() == before
+
+
+def test_non_integer_version_number_is_422(api, model):
+    _refused(api, api.client.get(f"/v1/models/{model['id']}/versions/one", headers=api.admin), 422)
+
+
+def test_unexpected_errors_are_500_without_details(api, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from app.api.main import create_app
+    from app.services import models as model_service
+
+    def boom(*_args, **_kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(model_service, "list_models", boom)
+    with TestClient(create_app(), raise_server_exceptions=False) as client:
+        r = client.get("/v1/models", headers=api.admin)
+    body = _refused(api, r, 500)
+    assert "secret" not in r.text and "RuntimeError" not in r.text
+    assert body["title"] == "Internal error"
