@@ -26,6 +26,10 @@ class RequestBody(BaseModel):
 
 
 class PublicModel(BaseModel):
-    """Base of response bodies, built from ORM rows or dicts."""
+    """Base of response bodies, built from ORM rows or dicts.
 
-    model_config = ConfigDict(from_attributes=True)
+    An unbounded ε (a release with σ = 0) is written as the JSON string "Infinity", never as
+    null: an unbounded guarantee must not read as a missing one.
+    """
+
+    model_config = ConfigDict(from_attributes=True, ser_json_inf_nan="strings")

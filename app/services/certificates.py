@@ -47,10 +47,10 @@ def code_version() -> str:
 
 
 def _finite(x: float | None) -> float | str | None:
-    """JSON has no infinity: an unbounded figure is written as the string "inf"."""
+    """JSON has no infinity: an unbounded figure is written as the string "Infinity"."""
     if x is None:
         return None
-    return "inf" if math.isinf(x) else float(x)
+    return "Infinity" if math.isinf(x) else float(x)
 
 
 def _base(ctx: JobContext, method: str, sha: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ reason, and nothing is published.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -216,23 +217,34 @@ def _unlearn(ctx: JobContext) -> None:
                       compute.weights_file(model, outcome.internal, _metadata(ctx)))
     sha, size = artifacts.put(compute.weights_file(model, outcome.released, _metadata(ctx)))
     with session_scope() as session:
-        noise_multipliers = [r.noise_std / r.sensitivity for r in _lineage_releases(session, ctx.model_id)]
-        lineage_rho = sum(r.delta - float(ctx.certification["delta"])
-                          for r in _lineage_releases(session, ctx.model_id))
-    noise_multipliers.append(outcome.noise_std / outcome.sensitivity.total)
-    accounted = compose_gaussian_releases(noise_multipliers, float(ctx.certification["delta"]))
+        earlier = _lineage_releases(session, ctx.model_id)
+    cumulative = _compose(earlier, outcome.noise_std, outcome.sensitivity.total,
+                          float(ctx.certification["delta"]), outcome.sensitivity.rho)
     ledger = {"m": len(new), "retain_size": int(retain.size),
               "sensitivity": outcome.sensitivity.total, "noise_std": outcome.noise_std,
               "epsilon": outcome.epsilon, "delta": outcome.certified_delta,
-              "cumulative_epsilon": accounted.epsilon,
-              "cumulative_delta": accounted.delta + lineage_rho + outcome.sensitivity.rho,
-              "accountant": accounted.accountant, "releases": len(noise_multipliers)}
+              **cumulative}
     metrics = {"accuracy": outcome.accuracy, "step_norm": outcome.step.step_norm,
                "gradient_norm": outcome.step.gradient_norm}
     cert = certificates.for_unlearning(ctx, sha, parent, parent_sha, new, outcome, ledger, metrics)
     _publish(ctx, kind="unlearned", sha=sha, size=size, cert=cert, metrics=metrics,
              new_forgotten=new, ledger=ledger, timings=outcome.elapsed_s, new_lineage=False,
              parent=parent)
+
+
+def _compose(earlier: list[LedgerEntry], noise_std: float, sensitivity: float, delta: float,
+             rho: float) -> dict[str, Any]:
+    """Cumulative (ε, δ) of the lineage with this release added (METHOD §7): the releases are
+    Gaussian mechanisms with noise multipliers σ_k/Δ_k, composed by an RDP accountant at δ; every
+    release's solver failure probability ρ_k (stored as its δ_k − δ) adds to δ."""
+    multipliers = [r.noise_std / r.sensitivity for r in earlier] + [noise_std / sensitivity]
+    if min(multipliers) > 0:
+        epsilon = compose_gaussian_releases(multipliers, delta).epsilon
+    else:  # a noiseless release in the lineage certifies nothing: ε is unbounded
+        epsilon = math.inf
+    rhos = sum(r.delta - delta for r in earlier) + rho
+    return {"cumulative_epsilon": epsilon, "cumulative_delta": delta + rhos, "accountant": "rdp",
+            "releases": len(multipliers)}
 
 
 def _lineage_releases(session: Session, model_id: str) -> list[LedgerEntry]:

@@ -54,9 +54,7 @@ class AccountingResult:
     optimal_order: float | None = None
 
 
-def compose_gaussian_releases(
-    noise_multipliers: Sequence[float], delta: float
-) -> AccountingResult:
+def compose_gaussian_releases(noise_multipliers: Sequence[float], delta: float) -> AccountingResult:
     """Compose Gaussian releases with noise multipliers σ_k/Δ_k and report ε at ``delta``.
 
     Args:

@@ -55,9 +55,7 @@ class Constant:
 
     def __post_init__(self) -> None:
         if self.provenance not in PROVENANCES:
-            raise ValueError(
-                f"provenance must be one of {PROVENANCES}, got {self.provenance!r}"
-            )
+            raise ValueError(f"provenance must be one of {PROVENANCES}, got {self.provenance!r}")
         if (self.value is None) != (self.provenance == "unknown"):
             raise ValueError(
                 "a Constant has value None exactly when its provenance is 'unknown' "
@@ -194,9 +192,7 @@ def certified_sensitivity(
             raise ValueError(f"rho must be in (0, 1) for the lissa solver, got {rho!r}")
     else:
         rho = 0.0
-        if residual_norm is not None and not (
-            math.isfinite(residual_norm) and residual_norm >= 0
-        ):
+        if residual_norm is not None and not (math.isfinite(residual_norm) and residual_norm >= 0):
             raise ValueError(f"residual_norm must be finite and >= 0, got {residual_norm!r}")
 
     c = Fraction(radius)
@@ -272,19 +268,20 @@ def certified_sensitivity(
             + ". Hence "
             + " and ".join(which)
             + f" {'is' if len(which) == 1 else 'are'} unbounded, and Δ = 2C = {_fmt(cap)} by "
-            "projection alone (the estimate and the retrained model both lie in the C-ball)."
-            + lissa_note
+            "projection alone (the estimate and the retrained model both lie in the C-ball), "
+            "which holds deterministically: no solver failure probability ρ is added to δ."
         )
-        return Sensitivity(newton_term, solver_term, cap, True, reason, float(rho))
+        return Sensitivity(newton_term, solver_term, cap, True, reason, 0.0)
 
     total_exact = newton_exact + solver_exact
     if total_exact >= two_c:
         reason = (
             f"Δ_N + solver term = {_fmt(_round_up(total_exact))} ≥ 2C = {_fmt(cap)}: the "
             "projection bound is smaller, so Δ = 2C (the Newton step improves closeness to "
-            "retraining, not the formal bound)." + lissa_note
+            "retraining, not the formal bound). The projection bound holds deterministically: "
+            "no solver failure probability ρ is added to δ."
         )
-        return Sensitivity(newton_term, solver_term, cap, True, reason, float(rho))
+        return Sensitivity(newton_term, solver_term, cap, True, reason, 0.0)
     total = min(cap, _round_up(total_exact))
     reason = (
         f"Δ = Δ_N + solver term = {_fmt(total)} < 2C = {_fmt(cap)} ([Z24] Thm 3.4)." + lissa_note

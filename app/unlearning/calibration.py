@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,7 +127,7 @@ def analytic_delta(sensitivity: float, noise_std: float, epsilon: float) -> floa
     return math.exp(_log_delta(sensitivity, noise_std, epsilon, upper=False))
 
 
-def _dp_accounting_quiet(fn, *args: float) -> float | None:  # type: ignore[no-untyped-def]
+def _dp_accounting_quiet(fn: Callable[..., float], *args: float) -> float | None:
     """Call a dp_accounting helper; None if it fails or returns a non-finite/non-positive value."""
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
@@ -137,8 +138,8 @@ def _dp_accounting_quiet(fn, *args: float) -> float | None:  # type: ignore[no-u
     return value if math.isfinite(value) and value > 0 else None
 
 
-def _bisect_safe(ok, lo: float, hi: float) -> float:  # type: ignore[no-untyped-def]
-    """Given ok(lo) False and ok(hi) True with ok monotone, shrink to rel. width _RTOL; return hi."""
+def _bisect_safe(ok: Callable[[float], bool], lo: float, hi: float) -> float:
+    """Given ok(lo) False, ok(hi) True, ok monotone: shrink to relative width _RTOL; return hi."""
     while hi - lo > _RTOL * hi:
         mid = 0.5 * (lo + hi)
         if mid <= lo or mid >= hi:

@@ -132,7 +132,9 @@ class RetainSetCurvature:
         """Views of ``flat`` [..., p] shaped [..., *param_shape], in parameter order."""
         lead = tuple(flat.shape[:-1])
         parts = torch.split(flat, self._sizes, dim=-1)
-        return [part.reshape(*lead, *shape) for part, shape in zip(parts, self._shapes)]
+        return [
+            part.reshape(*lead, *shape) for part, shape in zip(parts, self._shapes, strict=True)
+        ]
 
     def _leaves(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """Fresh leaf tensors (requires_grad) holding the split of ``flat``."""
@@ -206,7 +208,7 @@ class RetainSetCurvature:
         if self.mode == "forward_over_reverse":
 
             def one(v_: torch.Tensor) -> torch.Tensor:
-                _, out = jvp(lambda w_: self._grad_sum(w_, xc, yc), (w,), (v_,))
+                out: torch.Tensor = jvp(lambda w_: self._grad_sum(w_, xc, yc), (w,), (v_,))[1]
                 return out
 
             if vs.shape[0] == 1:
@@ -214,7 +216,7 @@ class RetainSetCurvature:
             return vmap(one)(vs)
         with torch.enable_grad():
             leaves = self._leaves(w)
-            params = dict(zip(self._names, leaves))
+            params = dict(zip(self._names, leaves, strict=True))
             loss = self.objective.data_loss_params(params, xc, yc, "sum")
             rows = self._double_backward(loss, leaves, [self._split(v_) for v_ in vs])
         return torch.stack(rows)
@@ -278,7 +280,7 @@ class RetainSetCurvature:
         if self.mode == "forward_over_reverse":
 
             def one_chain(v_: torch.Tensor, xb_: torch.Tensor, yb_: torch.Tensor) -> torch.Tensor:
-                _, out = jvp(lambda w_: self._grad_mean(w_, xb_, yb_), (w,), (v_,))
+                out: torch.Tensor = jvp(lambda w_: self._grad_mean(w_, xb_, yb_), (w,), (v_,))[1]
                 return out
 
             hv = vmap(one_chain)(vs, xb, yb)
@@ -292,7 +294,7 @@ class RetainSetCurvature:
                 def chain_loss(
                     chain_params: list[torch.Tensor], xb_: torch.Tensor, yb_: torch.Tensor
                 ) -> torch.Tensor:
-                    params = dict(zip(names, chain_params))
+                    params = dict(zip(names, chain_params, strict=True))
                     return self.objective.data_loss_params(params, xb_, yb_, "mean")
 
                 total = vmap(chain_loss)(leaves, xb, yb).sum()

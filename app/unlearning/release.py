@@ -42,7 +42,5 @@ def noisy_release(params: torch.Tensor, noise_std: float) -> torch.Tensor:
         return params.clone()
     generator = torch.Generator(device=params.device)
     generator.manual_seed(secrets.randbits(63))
-    noise = torch.randn(
-        params.shape, generator=generator, dtype=params.dtype, device=params.device
-    )
+    noise = torch.randn(params.shape, generator=generator, dtype=params.dtype, device=params.device)
     return params + noise_std * noise

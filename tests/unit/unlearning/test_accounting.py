@@ -30,8 +30,11 @@ def test_known_rdp_value() -> None:
     res = compose_gaussian_releases([z] * k, delta)
     alpha = res.optimal_order
     assert alpha is not None
-    expected = (k * alpha / (2 * z * z) + math.log1p(-1 / alpha)
-                - (math.log(delta) + math.log(alpha)) / (alpha - 1))
+    expected = (
+        k * alpha / (2 * z * z)
+        + math.log1p(-1 / alpha)
+        - (math.log(delta) + math.log(alpha)) / (alpha - 1)
+    )
     assert res.epsilon == pytest.approx(expected, rel=1e-12)
 
 
@@ -58,8 +61,13 @@ def test_infinite_multiplier_costs_nothing() -> None:
 
 @pytest.mark.parametrize(
     ("multipliers", "delta", "name"),
-    [([1.0], 0.0, "delta"), ([1.0], 1.0, "delta"), ([0.0], 1e-5, "noise_multipliers"),
-     ([1.0, -2.0], 1e-5, r"noise_multipliers\[1\]"), ([math.nan], 1e-5, "noise_multipliers")],
+    [
+        ([1.0], 0.0, "delta"),
+        ([1.0], 1.0, "delta"),
+        ([0.0], 1e-5, "noise_multipliers"),
+        ([1.0, -2.0], 1e-5, r"noise_multipliers\[1\]"),
+        ([math.nan], 1e-5, "noise_multipliers"),
+    ],
 )
 def test_validation(multipliers: list[float], delta: float, name: str) -> None:
     with pytest.raises(ValueError, match=name):

@@ -4,6 +4,7 @@ a strictly convex quadratic, where one exact Newton step must land on the minimi
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -13,6 +14,16 @@ from app.unlearning.architectures import build_model
 from app.unlearning.hvp import RetainSetCurvature
 from app.unlearning.newton import NewtonStepResult, newton_update, project_to_ball, unlearn_step
 from app.unlearning.objective import Objective
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Tiny problems: one intra-op thread is faster, and immune to OpenMP spin-waiting when the
+    cores are shared (measured 20-30x slowdowns with 2 threads under contention)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 class QuadraticObjective(Objective):
@@ -64,7 +75,8 @@ def test_projection_rejects_bad_radius(radius: float) -> None:
 def test_newton_update_subtracts_then_projects() -> None:
     w = torch.tensor([3.0, 0.0], dtype=torch.float64)
     v = torch.tensor([-1.0, 3.0], dtype=torch.float64)
-    assert torch.allclose(newton_update(w, v, 100.0), torch.tensor([4.0, -3.0], dtype=torch.float64))
+    expected = torch.tensor([4.0, -3.0], dtype=torch.float64)
+    assert torch.allclose(newton_update(w, v, 100.0), expected)
     assert torch.allclose(newton_update(w, v, 1.0), torch.tensor([0.8, -0.6], dtype=torch.float64))
     with pytest.raises(ValueError, match="shape"):
         newton_update(w, v[:1], 1.0)
@@ -75,8 +87,17 @@ def test_one_newton_step_lands_on_quadratic_minimiser(solver: str) -> None:
     obj, x, y, w_star = _ridge_problem()
     w0 = obj.initial_params()
     options = {"rtol": 1e-12, "max_iter": 100} if solver == "cg" else {}
-    res = unlearn_step(obj, w0, x, y, damping=0.0, radius=math.inf, solver=solver,
-                       solver_options=options, chunk_size=64)
+    res = unlearn_step(
+        obj,
+        w0,
+        x,
+        y,
+        damping=0.0,
+        radius=math.inf,
+        solver=solver,
+        solver_options=options,
+        chunk_size=64,
+    )
     assert isinstance(res, NewtonStepResult)
     assert torch.allclose(res.params_new, w_star, rtol=1e-9, atol=1e-11)
     assert res.step_norm == pytest.approx(float((w_star - w0).norm()), rel=1e-9)
@@ -88,8 +109,7 @@ def test_one_newton_step_lands_on_quadratic_minimiser(solver: str) -> None:
 def test_unlearn_step_projects_onto_the_ball() -> None:
     obj, x, y, w_star = _ridge_problem()
     radius = 0.5 * float(w_star.norm())
-    res = unlearn_step(obj, obj.initial_params(), x, y, damping=0.0, radius=radius,
-                       solver="exact")
+    res = unlearn_step(obj, obj.initial_params(), x, y, damping=0.0, radius=radius, solver="exact")
     assert float(res.params_new.norm()) == pytest.approx(radius, rel=1e-12)
 
 
@@ -103,10 +123,17 @@ def test_unlearn_step_with_lissa_reduces_retain_gradient() -> None:
     obj = Objective(model, 1e-2)
     w0 = obj.initial_params()
     x_r, y_r = x[20:], y[20:]
-    res = unlearn_step(obj, w0, x_r, y_r, damping=0.01, radius=20.0, solver="lissa",
-                       solver_options={"depth": 200, "repeats": 4, "batch_size": 50,
-                                       "scale": None},
-                       generator=torch.Generator().manual_seed(0))
+    res = unlearn_step(
+        obj,
+        w0,
+        x_r,
+        y_r,
+        damping=0.01,
+        radius=20.0,
+        solver="lissa",
+        solver_options={"depth": 200, "repeats": 4, "batch_size": 50, "scale": None},
+        generator=torch.Generator().manual_seed(0),
+    )
     assert res.ihvp.solver == "lissa"
     assert res.ihvp.diagnostics["scale_provenance"] == "estimated"
     curv = RetainSetCurvature(obj, x_r, y_r)

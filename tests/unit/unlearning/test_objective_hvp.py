@@ -7,6 +7,7 @@ autograd.functional.hessian on the plain objective), independent of the chunked 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -15,9 +16,20 @@ import torch.nn.functional as F
 from torch.autograd.functional import hessian
 
 from app.unlearning.architectures import build_model
-from app.unlearning.hvp import RetainSetCurvature
+from app.unlearning.hvp import ProductMode, RetainSetCurvature
 from app.unlearning.objective import Objective
 from app.unlearning.params import load_flat_params
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Tiny problems: one intra-op thread is faster, and immune to OpenMP spin-waiting when the
+    cores are shared (measured 20-30x slowdowns with 2 threads under contention)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 WEIGHT_DECAY = 5e-3
 
@@ -95,7 +107,7 @@ def test_loss_over_retain_set(case: Case) -> None:
 
 @pytest.mark.parametrize("mode", ["double_backward", "forward_over_reverse"])
 @pytest.mark.parametrize("chunk_size", [13, 8192])
-def test_hvp_matches_dense_hessian(case: Case, mode: str, chunk_size: int) -> None:
+def test_hvp_matches_dense_hessian(case: Case, mode: ProductMode, chunk_size: int) -> None:
     h = dense_hessian(case.objective, case.w, case.x, case.y)
     curv = RetainSetCurvature(case.objective, case.x, case.y, chunk_size=chunk_size, mode=mode)
     gen = torch.Generator().manual_seed(0)
@@ -107,7 +119,7 @@ def test_hvp_matches_dense_hessian(case: Case, mode: str, chunk_size: int) -> No
 
 
 @pytest.mark.parametrize("mode", ["double_backward", "forward_over_reverse"])
-def test_minibatch_hvp_matches_dense_minibatch_hessians(case: Case, mode: str) -> None:
+def test_minibatch_hvp_matches_dense_minibatch_hessians(case: Case, mode: ProductMode) -> None:
     curv = RetainSetCurvature(case.objective, case.x, case.y, mode=mode)
     gen = torch.Generator().manual_seed(1)
     r, b = 4, 6

@@ -9,13 +9,15 @@ Agreement criteria (METHOD §4):
 - ``cg`` stops at ‖r‖ ≤ rtol·‖g‖, so ‖v_cg − v*‖ ≤ ‖A⁻¹‖·‖r‖ ≤ rtol·‖g‖/λ_min(A);
 - ``lissa`` with full-batch products (deterministic Neumann series) is within its truncation bound
   ‖(I − A/S)^{s+1}‖·‖g‖/λ_min(A), computed from the dense eigenvalues of A (plus 1e-10 rounding);
-- ``lissa`` with minibatches of 1000 (drawn with replacement) and 10 chains: truncation bound plus a stated stochastic
-  allowance of 5% of ‖v*‖.
+- ``lissa`` with minibatches of 1000 (drawn with replacement) and 10 chains: truncation bound
+  plus a stated stochastic allowance of 5% of ‖v*‖ (observed: 1.5-2.8% over five seeds).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
@@ -34,6 +36,17 @@ from app.unlearning.solvers import (
     solve_exact,
     solve_lissa,
 )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Tiny problems: one intra-op thread is faster, and immune to OpenMP spin-waiting when the
+    cores are shared (measured 20-30x slowdowns with 2 threads under contention)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 WEIGHT_DECAY = 5e-3
 STOCHASTIC_ALLOWANCE = 0.05  # relative to ‖v*‖, for minibatch LiSSA (|B| = 1000, r = 10)
@@ -92,8 +105,8 @@ def _rel_err(v: torch.Tensor, ref: torch.Tensor) -> float:
 def truncation_bound(case: Case, scale: float, depth: int) -> float:
     """‖(I − A/S)^{s+1}‖·‖g‖/λ_min(A) from the dense spectrum (METHOD §4)."""
     contraction = float(torch.max(torch.abs(1 - case.eigs / scale)))
-    return contraction ** (depth + 1) * float(torch.linalg.vector_norm(case.g)) / float(
-        case.eigs[0]
+    return (
+        contraction ** (depth + 1) * float(torch.linalg.vector_norm(case.g)) / float(case.eigs[0])
     )
 
 
@@ -103,8 +116,8 @@ def test_exact_matches_dense_solve(case: Case) -> None:
     assert res.solver == "exact" and res.converged
     assert _rel_err(res.v, case.v_star) < 1e-10
     true_residual = float(torch.linalg.vector_norm(case.g - case.a @ res.v))
+    assert res.residual_norm is not None and res.residual_norm < 1e-10
     assert res.residual_norm == pytest.approx(true_residual, abs=1e-12)
-    assert res.residual_norm < 1e-10
     assert res.diagnostics["eig_min"] == pytest.approx(float(case.eigs[0]), rel=1e-8)
     assert res.hvp_count == case.w.numel() + 1
 
@@ -127,8 +140,8 @@ def test_cg_matches_exact_to_tolerance(case: Case, rtol: float) -> None:
     assert 1 <= res.iterations <= 500
     # The recorded residual is the TRUE one: recompute with the dense matrix.
     true_residual = float(torch.linalg.vector_norm(case.g - case.a @ res.v))
+    assert res.residual_norm is not None and res.residual_norm <= rtol * g_norm
     assert res.residual_norm == pytest.approx(true_residual, rel=1e-6, abs=1e-14)
-    assert res.residual_norm <= rtol * g_norm
     err = float(torch.linalg.vector_norm(res.v - case.v_star))
     assert err <= rtol * g_norm / float(case.eigs[0])
     assert res.hvp_count == res.iterations + 1
@@ -150,8 +163,14 @@ def test_lissa_full_batch_within_truncation_bound(case: Case) -> None:
     scale = 1.1 * float(case.eigs[-1])
     depth = 150
     res = solve_lissa(
-        case.curvature, case.w, case.g, case.damping,
-        depth=depth, repeats=1, batch_size=None, scale=scale,
+        case.curvature,
+        case.w,
+        case.g,
+        case.damping,
+        depth=depth,
+        repeats=1,
+        batch_size=None,
+        scale=scale,
     )
     err = float(torch.linalg.vector_norm(res.v - case.v_star))
     bound = truncation_bound(case, scale, depth)
@@ -166,8 +185,14 @@ def test_lissa_minibatch_within_bound_plus_allowance(case: Case) -> None:
     scale = 1.1 * float(case.eigs[-1])
     depth = 300
     res = solve_lissa(
-        case.curvature, case.w, case.g, case.damping,
-        depth=depth, repeats=10, batch_size=1000, scale=scale,
+        case.curvature,
+        case.w,
+        case.g,
+        case.damping,
+        depth=depth,
+        repeats=10,
+        batch_size=1000,
+        scale=scale,
         generator=torch.Generator().manual_seed(7),
     )
     err = float(torch.linalg.vector_norm(res.v - case.v_star))
@@ -184,18 +209,37 @@ def test_lissa_minibatch_within_bound_plus_allowance(case: Case) -> None:
 
 
 def test_lissa_is_reproducible_with_a_seeded_generator(case: Case) -> None:
-    kwargs = dict(depth=20, repeats=3, batch_size=5, scale=10.0)
-    a = solve_lissa(case.curvature, case.w, case.g, case.damping,
-                    generator=torch.Generator().manual_seed(3), **kwargs)
-    b = solve_lissa(case.curvature, case.w, case.g, case.damping,
-                    generator=torch.Generator().manual_seed(3), **kwargs)
+    kwargs: dict[str, Any] = {"depth": 20, "repeats": 3, "batch_size": 5, "scale": 10.0}
+    a = solve_lissa(
+        case.curvature,
+        case.w,
+        case.g,
+        case.damping,
+        generator=torch.Generator().manual_seed(3),
+        **kwargs,
+    )
+    b = solve_lissa(
+        case.curvature,
+        case.w,
+        case.g,
+        case.damping,
+        generator=torch.Generator().manual_seed(3),
+        **kwargs,
+    )
     assert torch.equal(a.v, b.v)
 
 
 def test_lissa_estimates_scale_by_power_iteration(case: Case) -> None:
     res = solve_lissa(
-        case.curvature, case.w, case.g, case.damping, depth=5, repeats=2, batch_size=10,
-        scale=None, generator=torch.Generator().manual_seed(0),
+        case.curvature,
+        case.w,
+        case.g,
+        case.damping,
+        depth=5,
+        repeats=2,
+        batch_size=10,
+        scale=None,
+        generator=torch.Generator().manual_seed(0),
     )
     d = res.diagnostics
     assert d["scale_provenance"] == "estimated"
@@ -203,8 +247,13 @@ def test_lissa_estimates_scale_by_power_iteration(case: Case) -> None:
     # The estimate approaches ‖A‖ from below; with the safety factor S ≥ ‖A‖.
     assert d["scale_estimate"] <= float(case.eigs[-1]) * (1 + 1e-9)
     assert d["scale"] >= float(case.eigs[-1])
-    scale, est = estimate_scale(case.curvature, case.w, case.damping, iterations=100,
-                                generator=torch.Generator().manual_seed(1))
+    _, est = estimate_scale(
+        case.curvature,
+        case.w,
+        case.damping,
+        iterations=100,
+        generator=torch.Generator().manual_seed(1),
+    )
     assert est == pytest.approx(float(case.eigs[-1]), rel=1e-3)
 
 
@@ -223,14 +272,30 @@ def test_cg_guard_on_indefinite_system(case: Case) -> None:
 def test_lissa_guard_on_indefinite_system(case: Case) -> None:
     lam = _negative_damping(case)
     with pytest.raises(SolverDivergedError, match=r"λ=.*S="):
-        solve_lissa(case.curvature, case.w, case.g, lam, depth=200, repeats=2, batch_size=None,
-                    scale=1.1 * float(case.eigs[-1]))
+        solve_lissa(
+            case.curvature,
+            case.w,
+            case.g,
+            lam,
+            depth=200,
+            repeats=2,
+            batch_size=None,
+            scale=1.1 * float(case.eigs[-1]),
+        )
 
 
 def test_lissa_guard_on_too_small_scale(case: Case) -> None:
     with pytest.raises(SolverDivergedError, match="scale S"):
-        solve_lissa(case.curvature, case.w, case.g, case.damping, depth=200, repeats=2,
-                    batch_size=None, scale=0.1 * float(case.eigs[-1]))
+        solve_lissa(
+            case.curvature,
+            case.w,
+            case.g,
+            case.damping,
+            depth=200,
+            repeats=2,
+            batch_size=None,
+            scale=0.1 * float(case.eigs[-1]),
+        )
 
 
 def test_solvers_refuse_non_finite_gradient(case: Case) -> None:
