@@ -225,7 +225,18 @@ def _drive(service: Service, data: Any, epochs: int, forget: int, out_dir: Path)
         },
         "budget": {k: budget.get(k) for k in ("cumulative_epsilon", "cumulative_delta", "accountant")},
         "sha256_ok": bool(sha_ok),
+        "checks": _checks(accuracy, bool(sha_ok)),
     }
+
+
+def _checks(accuracy: dict[str, dict[str, float]], sha_ok: bool) -> dict[str, Any]:
+    """The issue's acceptance figures, measured (points = percentage points of accuracy)."""
+    unlearned, retrained = accuracy["unlearned"], accuracy["retrained"]
+    test_gap = 100 * abs(unlearned["test"] - retrained["test"])
+    forget_gap = 100 * abs(unlearned["forget"] - retrained["forget"])
+    return {"test_gap_points": test_gap, "test_within_1_point": test_gap <= 1.0 + 1e-9,
+            "forget_gap_points": forget_gap, "forget_within_2_points": forget_gap <= 2.0 + 1e-9,
+            "sha256_ok": sha_ok}
 
 
 def _split_sizes(total: int) -> list[int]:
@@ -265,8 +276,13 @@ def _print(report: dict[str, Any]) -> None:
     console.print(f"certificate ({c['method']}): Δ = {c['sensitivity']:.4g}, σ = {c['noise_std']:.4g}, "
                   f"ε = {c['epsilon']:.4g} at δ = {c['delta']:.3g} (analytic Gaussian mechanism)")
     console.print(f"   Δ: {c['sensitivity_terms']['reason']}")
+    classical = c["classical_gaussian_epsilon"]
     console.print(f"   σ = {c['noise_std']} honestly certifies ε = {c['epsilon_recomputed_by_client']:.4g} "
-                  f"(recomputed here); the classical mechanism would say ε = "
-                  f"{c['classical_gaussian_epsilon']['value']:.4g}, which is outside its validity (ε < 1)"
-                  if not c['classical_gaussian_epsilon']['valid'] else "")
+                  f"(recomputed here); the classical mechanism gives ε = {classical['value']:.4g}"
+                  + ("" if classical["valid"] else ", outside its validity (ε < 1)"))
     console.print(f"SHA-256 of every downloaded file matches its certificate: {report['sha256_ok']}")
+    k = report["checks"]
+    console.print(f"unlearned vs retrained: test accuracy {k['test_gap_points']:.2f} points apart "
+                  f"({'within' if k['test_within_1_point'] else 'NOT within'} 1), forget-set accuracy "
+                  f"{k['forget_gap_points']:.2f} points apart "
+                  f"({'within' if k['forget_within_2_points'] else 'NOT within'} 2)")
