@@ -62,6 +62,7 @@ class Model(Base):
     training: Mapped[dict[str, Any]] = mapped_column(JSON)
     certification: Mapped[dict[str, Any]] = mapped_column(JSON)
     batching: Mapped[dict[str, Any]] = mapped_column(JSON)
+    budget: Mapped[dict[str, Any]] = mapped_column(JSON)  # caps of METHOD §7
     # training | ready | failed
     status: Mapped[str] = mapped_column(String(20), default="training")
     current_version: Mapped[int | None] = mapped_column(Integer, default=None)

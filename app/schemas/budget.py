@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from app.schemas.common import PublicModel, UtcDatetime
+from app.schemas.models import BudgetCaps
 
 
 class LedgerRowPublic(PublicModel):
@@ -25,8 +26,25 @@ class LedgerRowPublic(PublicModel):
     created_at: UtcDatetime
 
 
+class BudgetFigures(PublicModel):
+    """Cumulative figures of the current lineage, or what remains of each cap."""
+
+    epsilon: float
+    delta: float
+    releases: int
+    forgotten_fraction: float
+
+
+class BudgetProjection(PublicModel):
+    """How many more releases like the newest one (same m, σ/Δ and ρ) fit under every cap."""
+
+    release_size: int | None = Field(description="m of the release the projection repeats.")
+    releases_that_fit: int | None
+
+
 class BudgetPublic(PublicModel):
-    """Budget of a model: the figures of its newest ledger row, and every row by version."""
+    """Budget of a model (METHOD §7): caps, consumption and remainder of the current lineage (the
+    releases since the last exact retrain), a projection, and every ledger row by version."""
 
     model_id: str
     lineage: int
@@ -34,4 +52,8 @@ class BudgetPublic(PublicModel):
     cumulative_epsilon: float
     cumulative_delta: float
     accountant: str | None
+    caps: BudgetCaps
+    consumed: BudgetFigures
+    remaining: BudgetFigures
+    projection: BudgetProjection
     rows: list[LedgerRowPublic]

@@ -106,6 +106,23 @@ class BatchingSpec(RequestBody):
     )
 
 
+class BudgetCaps(RequestBody):
+    """Caps on a lineage (the releases since the last exact retrain), METHOD §7.
+
+    A release that would break any cap is not published: its batch is served by an exact retrain,
+    which starts a new lineage. The defaults fit the paper's fixed-σ regime (σ = 0.01 with Δ = 2C
+    certifies ε ≈ 8·10⁶ per release on the MNIST MLP), so that the demo can run several sequential
+    batches; an owner who wants a meaningful ε sets ``certification.target_epsilon`` and a cap here.
+    """
+
+    max_epsilon: float = Field(default=1e8, gt=0, description="Cap on cumulative ε of the lineage.")
+    max_delta: float = Field(default=1e-3, gt=0, lt=1, description="Cap on cumulative δ.")
+    max_releases: int = Field(default=10, ge=1, le=100_000, description="Unlearning releases per lineage.")
+    max_forgotten_fraction: float = Field(
+        default=0.1, gt=0, le=1, description="Cap on the fraction of D removed by unlearning in a lineage."
+    )
+
+
 class ModelCreate(RequestBody):
     """Create a model and queue its training (``POST /v1/models``)."""
 
@@ -115,6 +132,7 @@ class ModelCreate(RequestBody):
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     certification: CertificationSpec = Field(default_factory=CertificationSpec)
     batching: BatchingSpec = Field(default_factory=BatchingSpec)
+    budget: BudgetCaps = Field(default_factory=BudgetCaps)
 
 
 class ModelPublic(PublicModel):
@@ -130,6 +148,7 @@ class ModelPublic(PublicModel):
     training: TrainingSpec
     certification: CertificationSpec
     batching: BatchingSpec
+    budget: BudgetCaps
     created_at: UtcDatetime
     train_job_id: str | None = None
 

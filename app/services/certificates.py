@@ -90,13 +90,15 @@ def for_training(ctx: JobContext, sha: str, outcome: TrainOutcome, metrics: dict
 
 
 def for_retrain(ctx: JobContext, sha: str, parent: int, new: list[int], removed: list[int],
-                outcome: TrainOutcome, metrics: dict[str, Any], elapsed_s: float) -> dict[str, Any]:
+                outcome: TrainOutcome, metrics: dict[str, Any], elapsed_s: float,
+                reason: str) -> dict[str, Any]:
     """Exact removal: retrained from scratch on D_r with the original recipe and seed (ε = 0)."""
     return _base(ctx, "retrain", sha) | {
         "parent_version": parent, "parent_weights_sha256": None,
         "forgotten": _forgotten(new, removed, outcome.retain_size),
         "guarantee": {"kind": "exact", "epsilon": 0.0, "delta": 0.0,
                       "detail": "retrained from scratch on the retain set; starts a new lineage"},
+        "reason": reason,
         "noise": {"noise_std": 0.0},
         "budget": {"accountant": "none", "cumulative_epsilon": 0.0, "cumulative_delta": 0.0,
                    "releases_in_lineage": 0},
@@ -138,7 +140,8 @@ def for_unlearning(ctx: JobContext, sha: str, parent: int, parent_sha: str, new:
         "budget": {"accountant": ledger["accountant"],
                    "cumulative_epsilon": _finite(ledger["cumulative_epsilon"]),
                    "cumulative_delta": ledger["cumulative_delta"],
-                   "releases_in_lineage": ledger["releases"]},
+                   "releases_in_lineage": ledger["releases"],
+                   "forgotten_fraction": ledger["forgotten_fraction"]},
         "diagnostics": {"gradient_norm": outcome.step.gradient_norm,
                         "step_norm": outcome.step.step_norm},
         "metrics": metrics,

@@ -17,7 +17,6 @@ reason, and nothing is published.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -29,11 +28,11 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Dataset, Job, LedgerEntry, Model, Version
 from app.db.session import session_scope
-from app.services import batching, certificates, compute, dispatch, requests
+from app.services import batching, certificates, compute, dispatch, requests, signing
 from app.services.forgotten import forgotten_versions, record_forgotten
 from app.settings import get_settings
 from app.storage.artifacts import ArtifactStore, PrivateStore
-from app.unlearning.accounting import compose_gaussian_releases
+from app.services.budget_policy import Release, lineage_figures
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +56,7 @@ class JobContext:
     dataset_source: str
     dataset_checksum: str
     dataset_n: int
+    budget: dict[str, Any]
 
 
 def _claim(job_id: str, expected_kind: str) -> JobContext | None:
@@ -74,7 +74,7 @@ def _claim(job_id: str, expected_kind: str) -> JobContext | None:
             requests.mark_job_requests_applying(session, job_id)
         return JobContext(job.id, job.kind, model.id, model.name, model.architecture,
                           dict(model.training), dict(model.certification), dataset.id,
-                          dataset.source, dataset.checksum_sha256, dataset.n)
+                          dataset.source, dataset.checksum_sha256, dataset.n, dict(model.budget))
 
 
 def run_job(job_id: str, expected_kind: str) -> str:
@@ -213,17 +213,26 @@ def _unlearn(ctx: JobContext) -> None:
                           np.fromiter(removed, dtype=np.int64, count=len(removed)))
     outcome = compute.unlearn_on(model, data, w_k, retain, np.asarray(new, dtype=np.int64),
                                  ctx.architecture, ctx.training, ctx.certification)
+    delta = float(ctx.certification["delta"])
+    with session_scope() as session:
+        lineage = [_as_release(row, delta) for row in _lineage_releases(session, ctx.model_id)]
+    release = Release(outcome.noise_std / outcome.sensitivity.total, len(new), outcome.sensitivity.rho)
+    figures = lineage_figures(lineage + [release], ctx.budget, n=ctx.dataset_n, delta=delta)
+    if not figures.within_caps:
+        # METHOD §7: a release that would break a cap is never published; the batch is served
+        # by an exact retrain, which starts a new lineage.
+        log.info("job %s: budget caps would break (%s); retraining", ctx.job_id, figures.broken)
+        _retrain(ctx, reason="budget fallback: " + "; ".join(figures.broken))
+        return
     private.put_state(ctx.model_id, ctx.job_id,
                       compute.weights_file(model, outcome.internal, _metadata(ctx)))
     sha, size = artifacts.put(compute.weights_file(model, outcome.released, _metadata(ctx)))
-    with session_scope() as session:
-        earlier = _lineage_releases(session, ctx.model_id)
-    cumulative = _compose(earlier, outcome.noise_std, outcome.sensitivity.total,
-                          float(ctx.certification["delta"]), outcome.sensitivity.rho)
     ledger = {"m": len(new), "retain_size": int(retain.size),
               "sensitivity": outcome.sensitivity.total, "noise_std": outcome.noise_std,
               "epsilon": outcome.epsilon, "delta": outcome.certified_delta,
-              **cumulative}
+              "cumulative_epsilon": figures.epsilon, "cumulative_delta": figures.delta,
+              "accountant": figures.accountant, "releases": figures.releases,
+              "forgotten_fraction": figures.forgotten_fraction}
     metrics = {"accuracy": outcome.accuracy, "step_norm": outcome.step.step_norm,
                "gradient_norm": outcome.step.gradient_norm}
     cert = certificates.for_unlearning(ctx, sha, parent, parent_sha, new, outcome, ledger, metrics)
@@ -232,19 +241,9 @@ def _unlearn(ctx: JobContext) -> None:
              parent=parent)
 
 
-def _compose(earlier: list[LedgerEntry], noise_std: float, sensitivity: float, delta: float,
-             rho: float) -> dict[str, Any]:
-    """Cumulative (ε, δ) of the lineage with this release added (METHOD §7): the releases are
-    Gaussian mechanisms with noise multipliers σ_k/Δ_k, composed by an RDP accountant at δ; every
-    release's solver failure probability ρ_k (stored as its δ_k − δ) adds to δ."""
-    multipliers = [r.noise_std / r.sensitivity for r in earlier] + [noise_std / sensitivity]
-    if min(multipliers) > 0:
-        epsilon = compose_gaussian_releases(multipliers, delta).epsilon
-    else:  # a noiseless release in the lineage certifies nothing: ε is unbounded
-        epsilon = math.inf
-    rhos = sum(r.delta - delta for r in earlier) + rho
-    return {"cumulative_epsilon": epsilon, "cumulative_delta": delta + rhos, "accountant": "rdp",
-            "releases": len(multipliers)}
+def _as_release(row: LedgerEntry, delta: float) -> Release:
+    """A ledger row as the budget policy sees it; its ρ was stored as certified δ − δ."""
+    return Release(row.noise_std / row.sensitivity, row.m, max(0.0, row.delta - delta))
 
 
 def _lineage_releases(session: Session, model_id: str) -> list[LedgerEntry]:
@@ -267,7 +266,8 @@ def _complete_without_version(ctx: JobContext) -> None:
 
 # --- exact retrain ----------------------------------------------------------------------------
 
-def _retrain(ctx: JobContext) -> None:
+def _retrain(ctx: JobContext, reason: str = "requested by an admin") -> None:
+    """Exact retrain from scratch on D_r, serving every request sealed into the job."""
     with session_scope() as session:
         forgotten, new, parent, _ = _batch(session, ctx)
     removed = forgotten | set(new)
@@ -285,7 +285,8 @@ def _retrain(ctx: JobContext) -> None:
     metrics = {"accuracy": {"forget": forget_acc, **outcome.accuracy},
                "final_grad_norm": outcome.final_grad_norm, "train_s": outcome.elapsed_s}
     elapsed = time.perf_counter() - started
-    cert = certificates.for_retrain(ctx, sha, parent, new, sorted(removed), outcome, metrics, elapsed)
+    cert = certificates.for_retrain(ctx, sha, parent, new, sorted(removed), outcome, metrics, elapsed,
+                                    reason)
     _publish(ctx, kind="retrained", sha=sha, size=size, cert=cert, metrics=metrics,
              new_forgotten=new, ledger=_ledger_zero(outcome.retain_size) | {"m": len(new)},
              timings={"train_s": outcome.elapsed_s, "total_s": elapsed}, new_lineage=True,
@@ -306,11 +307,11 @@ def _publish(ctx: JobContext, *, kind: str, sha: str, size: int, cert: dict[str,
         last_lineage = session.scalar(select(func.max(Version.lineage)).where(
             Version.model_id == ctx.model_id))
         lineage = 0 if last_lineage is None else last_lineage + (1 if new_lineage else 0)
-        cert = certificates.finalize(cert, version=number, lineage=lineage)
+        cert = signing.sign_certificate(certificates.finalize(cert, version=number, lineage=lineage))
         session.add(Version(model_id=ctx.model_id, number=number, parent_number=parent,
                             lineage=lineage, kind=kind, job_id=ctx.job_id, sha256=sha,
                             size_bytes=size, certificate=cert, metrics=metrics))
-        ledger = {k: v for k, v in ledger.items() if k != "releases"}
+        ledger = {k: v for k, v in ledger.items() if k not in ("releases", "forgotten_fraction")}
         session.add(LedgerEntry(model_id=ctx.model_id, version=number, lineage=lineage, kind=kind,
                                 **ledger))
         record_forgotten(session, ctx.model_id, new_forgotten, number)

@@ -48,6 +48,7 @@ def create_model(session: Session, spec: ModelCreate) -> tuple[Model, Job]:
         training=spec.training.model_dump(mode="json"),
         certification=spec.certification.model_dump(mode="json"),
         batching=spec.batching.model_dump(mode="json"),
+        budget=spec.budget.model_dump(mode="json"),
         status="training",
     )
     session.add(model)

@@ -91,3 +91,43 @@ def compose_gaussian_releases(noise_multipliers: Sequence[float], delta: float) 
     if math.isnan(eps) or math.isinf(eps):
         return AccountingResult(math.inf, float(delta), "rdp", len(multipliers), None)
     return AccountingResult(eps, float(delta), "rdp", len(multipliers), float(order))
+
+
+# PLD answers in well under a second for noise multipliers ≥ 0.3 (measured here: 0.22 s for ten
+# releases at z = 0.3 with a 1e-3 discretization); below that its grid grows without bound
+# (z = 2.5e-4 asks for terabytes), so the RDP answer stands alone.
+PLD_MIN_MULTIPLIER = 0.3
+PLD_MAX_RELEASES = 100
+PLD_DISCRETIZATION = 1e-3
+
+
+def compose_lineage(noise_multipliers: Sequence[float], delta: float) -> AccountingResult:
+    """Cumulative ε of a lineage's Gaussian releases: RDP always, and PLD where it answers in time.
+
+    Both accountants return valid upper bounds on ε at ``delta`` (dp_accounting's PLD uses a
+    pessimistic discretization), so the smaller one is reported, named in ``accountant``.
+
+    Args:
+        noise_multipliers: σ_k/Δ_k > 0 per release of the lineage.
+        delta: δ ∈ (0, 1).
+
+    Returns:
+        :class:`AccountingResult` with ``accountant`` = ``"pld"`` or ``"rdp"``.
+
+    Raises:
+        ValueError: As :func:`compose_gaussian_releases`.
+    """
+    rdp = compose_gaussian_releases(noise_multipliers, delta)
+    finite = [float(z) for z in noise_multipliers if not math.isinf(z)]
+    if not finite or min(finite) < PLD_MIN_MULTIPLIER or len(finite) > PLD_MAX_RELEASES:
+        return rdp
+    from dp_accounting.pld import pld_privacy_accountant
+
+    accountant = pld_privacy_accountant.PLDAccountant(
+        value_discretization_interval=PLD_DISCRETIZATION)
+    for z in finite:
+        accountant.compose(dp_accounting.GaussianDpEvent(noise_multiplier=z))
+    eps = float(accountant.get_epsilon(float(delta)))
+    if math.isfinite(eps) and eps < rdp.epsilon:
+        return AccountingResult(eps, float(delta), "pld", len(noise_multipliers), None)
+    return rdp

@@ -60,6 +60,7 @@ def upgrade() -> None:
         sa.Column("training", sa.JSON(), nullable=False),
         sa.Column("certification", sa.JSON(), nullable=False),
         sa.Column("batching", sa.JSON(), nullable=False),
+        sa.Column("budget", sa.JSON(), nullable=False),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("current_version", sa.Integer(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),

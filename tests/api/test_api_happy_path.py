@@ -124,9 +124,12 @@ def test_download_of_a_missing_file_or_version_is_404(api):
 def test_budget_reports_the_ledger(api):
     model = api.ready_model()
     empty = api.client.get(f"/v1/models/{model['id']}/budget", headers=api.admin).json()
-    assert empty == {"model_id": model["id"], "lineage": 0, "releases_in_lineage": 0,
-                     "cumulative_epsilon": 0.0, "cumulative_delta": 0.0, "accountant": None,
-                     "rows": []}
+    assert {k: empty[k] for k in ("model_id", "lineage", "releases_in_lineage", "cumulative_epsilon",
+                                  "cumulative_delta", "accountant", "rows")} == {
+        "model_id": model["id"], "lineage": 0, "releases_in_lineage": 0,
+        "cumulative_epsilon": 0.0, "cumulative_delta": 0.0, "accountant": None, "rows": []}
+    assert empty["caps"]["max_releases"] == 10 and empty["remaining"]["releases"] == 10
+    assert empty["projection"] == {"release_size": None, "releases_that_fit": None}
     common = dict(model_id=model["id"], retain_size=1437, accountant="pld")
     with session_scope() as s:
         s.add_all([
@@ -146,6 +149,13 @@ def test_budget_reports_the_ledger(api):
     assert (got["cumulative_epsilon"], got["cumulative_delta"]) == (11.0, 2e-5)
     assert got["accountant"] == "pld"
     assert got["rows"][2]["m"] == 5 and got["rows"][2]["noise_std"] == 0.5
+    assert got["consumed"] == {"epsilon": 11.0, "delta": 2e-5, "releases": 2,
+                               "forgotten_fraction": 8 / 1437}
+    assert got["remaining"]["releases"] == 8
+    # Repeating the newest release (m = 5, σ/Δ = 1/80) hits max_releases = 10 before any other cap.
+    assert got["projection"] == {"release_size": 5, "releases_that_fit": 8}
+    assert [api.client.get(f"/v1/models/{model['id']}/budget", headers=api.admin).json()
+            for _ in range(3)] == [got] * 3  # a pure read
 
     with session_scope() as s:  # a retrain starts a new lineage and resets the figures
         s.add(orm.LedgerEntry(version=3, lineage=1, kind="retrained", m=8, sensitivity=0.0,

@@ -11,7 +11,7 @@ from app.api.deps import SessionDep, UnitOfWorkDep, require
 from app.db.models import ApiKey, Model
 from app.schemas.common import RequestBody
 from app.schemas.jobs import RetrainAccepted
-from app.schemas.models import (BatchingSpec, CertificationSpec, ModelCreate, ModelPublic,
+from app.schemas.models import (BatchingSpec, BudgetCaps, CertificationSpec, ModelCreate, ModelPublic,
                                 TrainingSpec)
 from app.services import models as service
 from app.services.auth import SCOPE_ADMIN, SCOPE_MODELS_READ
@@ -39,6 +39,7 @@ def to_public(model: Model, train_job_id: str | None) -> ModelPublic:
             _known(CertificationSpec, model.certification)
         ),
         batching=BatchingSpec.model_validate(_known(BatchingSpec, model.batching)),
+        budget=BudgetCaps.model_validate(_known(BudgetCaps, model.budget)),
         created_at=model.created_at,
         train_job_id=train_job_id,
     )
