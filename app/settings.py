@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     # One thread: measured here, 2 threads made LiSSA minibatch products 40x slower on 2 cores.
     worker_threads: int = Field(default=1, ge=1, description="torch intra-op threads in a worker.")
     max_request_samples: int = Field(default=100_000, ge=1, description="Most sample ids in one deletion request.")
+    signing_key_path: Path | None = Field(
+        default=None, description="Ed25519 PEM private key that signs certificates; default: one "
+                                  "generated on first use under private_dir/signing.")
 
     @property
     def resolved_home(self) -> Path:
