@@ -1,0 +1,54 @@
+"""Sequential deletions over HTTP until the budget caps force an exact retrain (METHOD §7),
+exactly when the budget's projection says so; the retrain starts a new lineage."""
+
+from __future__ import annotations
+
+from service_harness import LiveService
+
+
+def _forget(service: LiveService, model_id: str, ids: range) -> dict:
+    answer = service.http.post(f"/v1/models/{model_id}/deletion-requests",
+                               json={"sample_ids": [str(i) for i in ids]})
+    assert answer.status_code == 202, answer.text
+    done = service.wait_for(answer.headers["Location"], lambda r: r["status"] in ("completed", "failed"))
+    assert done["status"] == "completed", (done, service.log())
+    return done
+
+
+def test_caps_force_a_retrain_as_projected(live_service) -> None:
+    service = live_service()
+    http = service.http
+    dataset = http.post("/v1/datasets", json={"name": "digits", "source": "digits"}).json()
+    model_id = http.post("/v1/models", json={
+        "name": "digits-logreg", "dataset_id": dataset["id"], "architecture": "logreg",
+        "training": {"epochs": 10, "batch_size": 64, "lr": 1e-2},
+        "certification": {"solver": "cg", "damping": 0.01, "noise_std": 0.5},
+        "batching": {"max_samples": 10, "max_wait_seconds": 600},
+        "budget": {"max_releases": 2, "max_epsilon": 1e9},
+    }).json()["id"]
+    service.wait_for(f"/v1/models/{model_id}", lambda m: m["status"] == "ready")
+
+    kinds = []
+    for batch in range(3):
+        budget = http.get(f"/v1/models/{model_id}/budget").json()
+        version = _forget(service, model_id, range(10 * batch, 10 * batch + 10))["version"]
+        cert = http.get(f"/v1/models/{model_id}/versions/{version}/certificate").json()
+        kinds.append(cert["method"])
+        if batch == 2:
+            # The ledger predicted it: after two releases no further release fits.
+            assert budget["projection"] == {"release_size": 10, "releases_that_fit": 0}
+            assert budget["remaining"]["releases"] == 0
+            assert cert["guarantee"]["kind"] == "exact"
+            assert "max_releases" in cert["reason"]
+            assert cert["forgotten"]["lineage_total"] == 30
+        else:
+            assert cert["budget"]["releases_in_lineage"] == batch + 1
+    assert kinds == ["newton-cg", "newton-cg", "retrain"]
+
+    after = http.get(f"/v1/models/{model_id}/budget").json()
+    assert (after["lineage"], after["releases_in_lineage"], after["cumulative_epsilon"]) == (1, 0, 0.0)
+    assert [r["kind"] for r in after["rows"]] == ["trained", "unlearned", "unlearned", "retrained"]
+    # The new lineage unlearns again from the retrained model.
+    version = _forget(service, model_id, range(30, 40))["version"]
+    cert = http.get(f"/v1/models/{model_id}/versions/{version}/certificate").json()
+    assert cert["method"] == "newton-cg" and cert["lineage"] == 1 and cert["parent_version"] == 3
