@@ -4,7 +4,6 @@ a strictly convex quadratic, where one exact Newton step must land on the minimi
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -14,16 +13,6 @@ from app.unlearning.architectures import build_model
 from app.unlearning.hvp import RetainSetCurvature
 from app.unlearning.newton import NewtonStepResult, newton_update, project_to_ball, unlearn_step
 from app.unlearning.objective import Objective
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny problems: one intra-op thread is faster, and immune to OpenMP spin-waiting when the
-    cores are shared (measured 20-30x slowdowns with 2 threads under contention)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class QuadraticObjective(Objective):

@@ -7,7 +7,6 @@ autograd.functional.hessian on the plain objective), independent of the chunked 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -19,16 +18,6 @@ from app.unlearning.architectures import build_model
 from app.unlearning.hvp import ProductMode, RetainSetCurvature
 from app.unlearning.objective import Objective
 from app.unlearning.params import load_flat_params
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny problems: one intra-op thread is faster, and immune to OpenMP spin-waiting when the
-    cores are shared (measured 20-30x slowdowns with 2 threads under contention)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 WEIGHT_DECAY = 5e-3

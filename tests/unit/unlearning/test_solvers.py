@@ -15,7 +15,6 @@ Agreement criteria (METHOD §4):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,16 +35,6 @@ from app.unlearning.solvers import (
     solve_exact,
     solve_lissa,
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny problems: one intra-op thread is faster, and immune to OpenMP spin-waiting when the
-    cores are shared (measured 20-30x slowdowns with 2 threads under contention)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 WEIGHT_DECAY = 5e-3
