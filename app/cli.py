@@ -109,6 +109,26 @@ def demo(port: Annotated[int, typer.Option(help="Port for the demo's service.")]
     run_demo(port=port, epochs=epochs, forget=forget, out_dir=out)
 
 
+@cli.command()
+def verify(certificate: Annotated[Path, typer.Argument(help="The certificate JSON.")],
+           weights: Annotated[Path | None, typer.Argument(help="The weights file (safetensors).")] = None,
+           receipt: Annotated[Path | None, typer.Option(help="A deletion receipt JSON.")] = None,
+           key: Annotated[Path | None, typer.Option(help="Public key: PEM, or GET /v1/keys JSON.")] = None,
+           json_out: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False) -> None:
+    """Check a certificate offline: signature, weights SHA-256, receipt proofs, σ/ε calibration."""
+    from app.verify import main as run_verify
+
+    raise typer.Exit(run_verify(certificate, weights, receipt=receipt, key=key, as_json=json_out))
+
+
+@cli.command("rotate-signing-key")
+def rotate_signing_key() -> None:
+    """Make a new active certificate signing key; earlier public keys stay listed in /v1/keys."""
+    from app.services.signing import rotate_signing_key as rotate
+
+    typer.echo(f"new active signing key: {rotate().key_id}")
+
+
 def main() -> None:
     cli()
 

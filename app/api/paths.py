@@ -20,6 +20,8 @@ MODEL_VERSION_CERTIFICATE = f"{V1}/models/{{model_id}}/versions/{{number}}/certi
 MODEL_BUDGET = f"{V1}/models/{{model_id}}/budget"
 
 DELETION_REQUEST = f"{V1}/deletion-requests/{{request_id}}"
+DELETION_REQUEST_RECEIPT = f"{V1}/deletion-requests/{{request_id}}/receipt"
+KEYS = f"{V1}/keys"
 JOB = f"{V1}/jobs/{{job_id}}"
 
 

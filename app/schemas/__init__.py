@@ -11,6 +11,7 @@ from app.schemas.jobs import JobPublic, RetrainAccepted
 from app.schemas.models import (BatchingSpec, CertificationSpec, ConstantsSpec, ModelCreate,
                                 ModelPublic, TrainingSpec)
 from app.schemas.problem import PROBLEM_MEDIA_TYPE, Problem
+from app.schemas.receipts import ProofStep, ReceiptPublic, SampleProof, SigningKeyPublic
 from app.schemas.versions import VersionPublic
 
 __all__ = [
@@ -28,7 +29,11 @@ __all__ = [
     "ModelCreate",
     "ModelPublic",
     "Problem",
+    "ProofStep",
+    "ReceiptPublic",
     "RetrainAccepted",
+    "SampleProof",
+    "SigningKeyPublic",
     "TrainingSpec",
     "VersionPublic",
 ]

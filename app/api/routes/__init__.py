@@ -1,6 +1,6 @@
 """One router per resource."""
 
-from app.api.routes import (budget, datasets, deletion_requests, health, jobs, models,
+from app.api.routes import (budget, datasets, deletion_requests, health, jobs, keys, models,
                             versions)
 
 ROUTERS = [
@@ -11,6 +11,7 @@ ROUTERS = [
     jobs.router,
     versions.router,
     budget.router,
+    keys.router,
 ]
 
 __all__ = ["ROUTERS"]

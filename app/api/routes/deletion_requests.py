@@ -1,4 +1,4 @@
-"""Deletion requests: submit (requests:write) and poll (requests:read)."""
+"""Deletion requests: submit (requests:write), poll and fetch the receipt (requests:read)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from app.api import paths
 from app.api.deps import SessionDep, UnitOfWorkDep, require
 from app.db.models import ApiKey, DeletionRequest
 from app.schemas.deletion_requests import DeletionRequestCreate, DeletionRequestPublic
-from app.services import batching
+from app.schemas.receipts import ReceiptPublic
+from app.services import batching, receipts
 from app.services import requests as service
 from app.services.auth import SCOPE_REQUESTS_READ, SCOPE_REQUESTS_WRITE
 from app.services.dispatch import schedule_seal_check
@@ -57,3 +58,16 @@ def get_deletion_request(
     _key: Annotated[ApiKey, Depends(require(SCOPE_REQUESTS_READ))],
 ) -> DeletionRequestPublic:
     return to_public(service.get_request(session, request_id))
+
+
+@router.get(paths.DELETION_REQUEST_RECEIPT)
+def get_deletion_receipt(
+    request_id: str,
+    session: SessionDep,
+    _key: Annotated[ApiKey, Depends(require(SCOPE_REQUESTS_READ))],
+) -> ReceiptPublic:
+    """A completed request's receipt: per sample id the version that forgot it and a Merkle
+    inclusion proof in that version's ``forgotten.merkle_root``, plus the signed certificates.
+    Check it offline with ``lethe verify CERT.json --receipt R.json --key KEYS.json``.
+    409 while the request is not completed."""
+    return ReceiptPublic.model_validate(receipts.build_receipt(session, request_id))
