@@ -1,8 +1,9 @@
 """Celery configuration shared by the worker and by the services that enqueue jobs.
 
 The API process builds a producer-only Celery app from this (it never imports ``workers``).
-Embedded default: kombu's ``filesystem://`` transport, whose in and out folders must be the same
-existing folder with ``store_processed`` off (DESIGN.md).
+Embedded default: kombu's filesystem transport (as ``lethefs://``, with an atomic put: see
+``app.fs_transport``), whose in and out folders must be the same existing folder with
+``store_processed`` off (DESIGN.md).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from celery import Celery
 
+from app import fs_transport
 from app.settings import Settings, get_settings
 
 TASK_TRAIN = "lethe.train"
@@ -33,7 +35,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "broker_connection_retry_on_startup": True,
     }
-    if settings.resolved_broker_url.startswith("filesystem://"):
+    if settings.resolved_broker_url.split("://")[0] in ("filesystem", fs_transport.ALIAS):
         folder = str(settings.broker_dir)
         settings.broker_dir.mkdir(parents=True, exist_ok=True)
         config["broker_transport_options"] = {

@@ -29,6 +29,7 @@ from safetensors.numpy import load as load_safetensors
 
 from app.unlearning.calibration import analytic_epsilon, classical_epsilon
 from app.unlearning.datasets import fetch_mnist, load_builtin
+from app.verify import verify
 
 console = Console()
 REQUEST_SIZES = (1, 9, 90, 400, 500)  # several requests of different sizes, one single-sample
@@ -191,6 +192,7 @@ def _drive(service: Service, data: Any, epochs: int, forget: int, out_dir: Path)
         console.print(f"   v{number} {label:9s} sha256 {cert['weights_sha256'][:16]}… "
                       f"{'matches' if ok else 'DOES NOT MATCH'} its certificate")
     (out_dir / "certificate-unlearned.json").write_text(json.dumps(certificates["unlearned"], indent=2))
+    verified = _verify_offline(service, mid, requests[0]["id"], versions, certificates, out_dir)
 
     retain_mask = np.ones(data.y_train.size, dtype=bool)
     retain_mask[forget_ids] = False
@@ -225,8 +227,32 @@ def _drive(service: Service, data: Any, epochs: int, forget: int, out_dir: Path)
         },
         "budget": {k: budget.get(k) for k in ("cumulative_epsilon", "cumulative_delta", "accountant")},
         "sha256_ok": bool(sha_ok),
+        "verified": verified,
         "checks": _checks(accuracy, bool(sha_ok)),
     }
+
+
+def _verify_offline(service: Service, model_id: str, request_id: str, versions: dict[str, int],
+                    certificates: dict[str, Any], out_dir: Path) -> dict[str, bool]:
+    """``lethe verify`` on the unlearned and retrained releases (signature with the key from
+    ``GET /v1/keys``, SHA-256, a receipt's inclusion proofs, the calibration recomputed)."""
+    keys = out_dir / "keys.json"
+    keys.write_text(json.dumps(service.call("GET", "/v1/keys", 200)))
+    receipt = out_dir / "receipt.json"
+    receipt.write_text(json.dumps(service.call("GET", f"/v1/deletion-requests/{request_id}/receipt", 200)))
+    results = {}
+    for label in ("unlearned", "retrained"):
+        number = versions[label]
+        cert = out_dir / f"certificate-v{number}-{label}.json"
+        cert.write_text(json.dumps(certificates[label], indent=2))
+        console.print(f"   lethe verify {cert.name} v{number}-{label}.safetensors"
+                      + (" --receipt receipt.json" if label == "unlearned" else "") + " --key keys.json")
+        checks = verify(cert, out_dir / f"v{number}-{label}.safetensors", key=keys,
+                        receipt=receipt if label == "unlearned" else None)
+        for check in checks:
+            console.print(f"     {check.status:<4} {check.name:<14} {check.detail}", markup=False)
+        results[label] = not any(c.failed for c in checks)
+    return results
 
 
 def _checks(accuracy: dict[str, dict[str, float]], sha_ok: bool) -> dict[str, Any]:

@@ -22,7 +22,7 @@ class Settings(BaseSettings):
 
     home: Path = Field(default=Path("var"), description="Root of everything the embedded default writes.")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite under home.")
-    broker_url: str | None = Field(default=None, description="Celery broker; default filesystem:// under home.")
+    broker_url: str | None = Field(default=None, description="Celery broker; default lethefs:// (kombu's filesystem transport) under home.")
     data_dir: Path | None = Field(default=None, description="Built-in datasets (MNIST npz); default home/data.")
     bootstrap_admin_key: str | None = Field(default=None, description="If set, an admin key with this value exists.")
     # One thread: measured here, 2 threads made LiSSA minibatch products 40x slower on 2 cores.
@@ -46,7 +46,8 @@ class Settings(BaseSettings):
 
     @property
     def resolved_broker_url(self) -> str:
-        return self.broker_url or "filesystem://"
+        # kombu's filesystem transport with an atomic put (app.fs_transport)
+        return self.broker_url or "lethefs://"
 
     @property
     def artifacts_dir(self) -> Path:

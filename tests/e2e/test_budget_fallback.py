@@ -1,9 +1,15 @@
 """Sequential deletions over HTTP until the budget caps force an exact retrain (METHOD §7),
-exactly when the budget's projection says so; the retrain starts a new lineage."""
+exactly when the budget's projection says so; the retrain starts a new lineage. Every
+certificate, weights file and receipt verifies offline with ``lethe verify``."""
 
 from __future__ import annotations
 
-from service_harness import LiveService
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from service_harness import ROOT, LiveService
 
 
 def _forget(service: LiveService, model_id: str, ids: range) -> dict:
@@ -15,7 +21,24 @@ def _forget(service: LiveService, model_id: str, ids: range) -> dict:
     return done
 
 
-def test_caps_force_a_retrain_as_projected(live_service) -> None:
+def _verify(service: LiveService, model_id: str, request: dict, folder: Path) -> str:
+    """Download the version's certificate, weights and the request's receipt; run lethe verify."""
+    version = request["version"]
+    files = {"cert": folder / f"cert-v{version}.json", "weights": folder / f"v{version}.safetensors",
+             "receipt": folder / f"receipt-{request['id']}.json", "keys": folder / "keys.json"}
+    files["cert"].write_text(json.dumps(
+        service.http.get(f"/v1/models/{model_id}/versions/{version}/certificate").json()))
+    files["weights"].write_bytes(service.http.get(f"/v1/models/{model_id}/versions/{version}/download").content)
+    files["receipt"].write_text(json.dumps(service.http.get(f"/v1/deletion-requests/{request['id']}/receipt").json()))
+    files["keys"].write_text(json.dumps(service.http.get("/v1/keys").json()))
+    run = subprocess.run([sys.executable, "-m", "app.cli", "verify", str(files["cert"]), str(files["weights"]),
+                          "--receipt", str(files["receipt"]), "--key", str(files["keys"])],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run.stdout
+
+
+def test_caps_force_a_retrain_as_projected(live_service, tmp_path: Path) -> None:
     service = live_service()
     http = service.http
     dataset = http.post("/v1/datasets", json={"name": "digits", "source": "digits"}).json()
@@ -31,7 +54,10 @@ def test_caps_force_a_retrain_as_projected(live_service) -> None:
     kinds = []
     for batch in range(3):
         budget = http.get(f"/v1/models/{model_id}/budget").json()
-        version = _forget(service, model_id, range(10 * batch, 10 * batch + 10))["version"]
+        request = _forget(service, model_id, range(10 * batch, 10 * batch + 10))
+        version = request["version"]
+        verified = _verify(service, model_id, request, tmp_path)
+        assert "OK    receipt" in verified and "OK    signature" in verified
         cert = http.get(f"/v1/models/{model_id}/versions/{version}/certificate").json()
         kinds.append(cert["method"])
         if batch == 2:
@@ -49,6 +75,8 @@ def test_caps_force_a_retrain_as_projected(live_service) -> None:
     assert (after["lineage"], after["releases_in_lineage"], after["cumulative_epsilon"]) == (1, 0, 0.0)
     assert [r["kind"] for r in after["rows"]] == ["trained", "unlearned", "unlearned", "retrained"]
     # The new lineage unlearns again from the retrained model.
-    version = _forget(service, model_id, range(30, 40))["version"]
+    request = _forget(service, model_id, range(30, 40))
+    _verify(service, model_id, request, tmp_path)
+    version = request["version"]
     cert = http.get(f"/v1/models/{model_id}/versions/{version}/certificate").json()
     assert cert["method"] == "newton-cg" and cert["lineage"] == 1 and cert["parent_version"] == 3
