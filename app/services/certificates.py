@@ -2,7 +2,8 @@
 
 A certificate is a plain JSON object. Every number in it is computed from the released weights
 (their SHA-256, their accuracies) or from the recorded inputs of the bound, so a third party can
-recompute σ from Δ, ε and δ. Signing (Ed25519 over RFC 8785 canonical JSON) is a later step.
+recompute σ from Δ, ε and δ. The publish transaction stamps it (:func:`finalize`) and signs it
+(``app.services.signing``: Ed25519 over RFC 8785 canonical JSON); ``lethe verify`` checks it.
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ def for_unlearning(ctx: JobContext, sha: str, parent: int, parent_sha: str, new:
     return _base(ctx, f"newton-{ihvp.solver}", sha) | {
         "parent_version": parent, "parent_weights_sha256": parent_sha,
         "forgotten": _forgotten(new, None, ledger["retain_size"]),
-        "constants": {name: {"value": c.value, "provenance": c.provenance, "method": c.method}
+        "constants": {name: {"value": c.value, "provenance": c.provenance, "method": c.method,
+                             "iterations": c.iterations, "residual": c.residual}
                       for name, c in outcome.constants.items()},
         "radius": float(ctx.training["radius"]),
         "damping": float(cert_cfg["damping"]),
