@@ -28,7 +28,7 @@ def _free_port() -> int:
 class LiveService:
     """A ``lethe serve`` subprocess with its own LETHE_HOME and admin key."""
 
-    def __init__(self, home: Path, env: dict[str, str]) -> None:
+    def __init__(self, home: Path, env: dict[str, str], workers: int = 1) -> None:
         self.key = secrets.token_urlsafe(16)
         self.port = _free_port()
         self.log_path = home / "serve.log"
@@ -36,7 +36,8 @@ class LiveService:
         full_env = os.environ | {"LETHE_HOME": str(home), "LETHE_BOOTSTRAP_ADMIN_KEY": self.key,
                                  "LETHE_WORKER_THREADS": "1"} | env
         self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(self.port),
+                                      "--workers", str(workers)],
                                      cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30,
                                  headers={"Authorization": f"Bearer {self.key}"})

@@ -67,6 +67,8 @@ class Model(Base):
     status: Mapped[str] = mapped_column(String(20), default="training")
     current_version: Mapped[int | None] = mapped_column(Integer, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+    # The job that holds the model (one job at a time per model); cleared when it finishes.
+    active_job_id: Mapped[str | None] = mapped_column(String(32), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -80,6 +82,8 @@ class Job(Base):
     # queued | running | succeeded | failed
     status: Mapped[str] = mapped_column(String(20), default="queued")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Written every few seconds by the worker running the job; a stale one means it died.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
     celery_task_id: Mapped[str | None] = mapped_column(String(64), default=None)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     version: Mapped[int | None] = mapped_column(Integer, default=None)

@@ -17,13 +17,14 @@ reason, and nothing is published.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import Dataset, Job, LedgerEntry, Model, Version
@@ -59,15 +60,58 @@ class JobContext:
     budget: dict[str, Any]
 
 
+class ModelBusy(Exception):
+    """Another job of the same model is running: one job at a time per model (retry later)."""
+
+
+def _stale_before() -> datetime:
+    return _now() - timedelta(seconds=get_settings().job_stale_seconds)
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
 def _claim(job_id: str, expected_kind: str) -> JobContext | None:
+    """Claim a queued job, or reclaim a running one whose worker stopped beating.
+
+    Two conditional UPDATEs in one transaction: the job (``queued``, or ``running`` with a stale
+    heartbeat), then the model's ``active_job_id`` (free, ours, or held by a finished or stale
+    job). On PostgreSQL the second UPDATE takes the model's row lock, so two workers can never
+    both hold one model.
+
+    Raises:
+        ModelBusy: Another live job holds the model; nothing was changed.
+    """
+    stale = _stale_before()
     with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None or job.kind != expected_kind:
+            return None
+        if job.status == "running" and job.attempts >= get_settings().job_max_attempts:
+            if job.heartbeat_at is not None and _utc(job.heartbeat_at) < stale:
+                _give_up(session, job)
+            return None
         claimed = session.execute(
-            update(Job).where(Job.id == job_id, Job.status == "queued", Job.kind == expected_kind)
-            .values(status="running", attempts=Job.attempts + 1, started_at=_now())
+            update(Job).where(Job.id == job_id, or_(
+                Job.status == "queued",
+                and_(Job.status == "running", or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale))))
+            .values(status="running", attempts=Job.attempts + 1, started_at=_now(), heartbeat_at=_now())
+            .execution_options(synchronize_session=False)
         ).rowcount
         if not claimed:
             return None
-        job = session.get_one(Job, job_id)
+        holders_done = select(Job.id).where(or_(Job.status != "running", Job.heartbeat_at < stale))
+        held = session.execute(
+            update(Model).where(Model.id == job.model_id, or_(
+                Model.active_job_id.is_(None), Model.active_job_id == job_id,
+                Model.active_job_id.in_(holders_done)))
+            .values(active_job_id=job_id).execution_options(synchronize_session=False)
+        ).rowcount
+        if not held:
+            session.rollback()
+            raise ModelBusy(job.model_id)
+        session.refresh(job)
         model = session.get_one(Model, job.model_id)
         dataset = session.get_one(Dataset, model.dataset_id)
         if job.kind in ("unlearn", "retrain"):
@@ -77,20 +121,49 @@ def _claim(job_id: str, expected_kind: str) -> JobContext | None:
                           dataset.source, dataset.checksum_sha256, dataset.n, dict(model.budget))
 
 
+class _Heartbeat:
+    """Writes the job's ``heartbeat_at`` from a daemon thread while the job runs."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
+
+    def _run(self) -> None:
+        period = get_settings().job_stale_seconds / 4
+        while not self.stop.wait(period):
+            with session_scope() as session:
+                session.execute(update(Job).where(Job.id == self.job_id, Job.status == "running")
+                                .values(heartbeat_at=_now()))
+
+    def __enter__(self) -> _Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
 def run_job(job_id: str, expected_kind: str) -> str:
-    """Run one job to completion; returns its final status. Idempotent per job id."""
+    """Run one job to completion; returns its final status. Idempotent per job id.
+
+    Raises:
+        ModelBusy: Another job of the model is running; the task retries later.
+    """
     ctx = _claim(job_id, expected_kind)
     if ctx is None:
         with session_scope() as session:
             job = session.get(Job, job_id)
             return job.status if job else "missing"
     try:
-        if ctx.kind == "train":
-            _train(ctx)
-        elif ctx.kind == "unlearn":
-            _unlearn(ctx)
-        else:
-            _retrain(ctx)
+        with _Heartbeat(job_id):
+            if ctx.kind == "train":
+                _train(ctx)
+            elif ctx.kind == "unlearn":
+                _unlearn(ctx)
+            else:
+                _retrain(ctx)
     except Exception as exc:  # a failed job must be recorded, whatever failed
         log.exception("job %s failed", job_id)
         _fail(ctx, f"{type(exc).__name__}: {exc}")
@@ -99,12 +172,54 @@ def run_job(job_id: str, expected_kind: str) -> str:
     return "succeeded"
 
 
+def reap_stale_jobs() -> list[str]:
+    """Requeue running jobs whose worker died (stale heartbeat), or fail those out of attempts.
+
+    Returns the ids requeued. Safe to run from several workers at once: each change is a
+    conditional UPDATE on the stale state it observed.
+    """
+    stale, requeued = _stale_before(), []
+    with session_scope() as session:
+        dead = session.scalars(select(Job).where(Job.status == "running", Job.heartbeat_at < stale)).all()
+        for job in dead:
+            if job.attempts >= get_settings().job_max_attempts:
+                _give_up(session, job)
+                continue
+            moved = session.execute(update(Job).where(
+                Job.id == job.id, Job.status == "running", Job.heartbeat_at == job.heartbeat_at)
+                .values(status="queued").execution_options(synchronize_session=False)).rowcount
+            if moved:
+                requeued.append(job.id)
+    for job_id in requeued:
+        log.warning("job %s: its worker stopped beating; requeued", job_id)
+        with session_scope() as session:
+            dispatch.enqueue_job(session.get_one(Job, job_id))
+    return requeued
+
+
+def _give_up(session: Session, job: Job) -> None:
+    reason = (f"gave up after {job.attempts} attempts: the worker running the job stopped "
+              "(killed or crashed) each time")
+    session.execute(update(Job).where(Job.id == job.id).values(
+        status="failed", error=reason, finished_at=_now()).execution_options(synchronize_session=False))
+    requests.fail_job_requests(session, job.id, reason)
+    _release(session, job.model_id, job.id)
+    if job.kind == "train":
+        session.execute(update(Model).where(Model.id == job.model_id).values(status="failed", error=reason))
+
+
+def _release(session: Session, model_id: str, job_id: str) -> None:
+    session.execute(update(Model).where(Model.id == model_id, Model.active_job_id == job_id)
+                    .values(active_job_id=None))
+
+
 def _fail(ctx: JobContext, reason: str) -> None:
     """Record the reason (the traceback stays in the worker's log, never in an answer)."""
     with session_scope() as session:
         session.execute(update(Job).where(Job.id == ctx.job_id).values(
             status="failed", error=reason, finished_at=_now()))
         requests.fail_job_requests(session, ctx.job_id, reason)
+        _release(session, ctx.model_id, ctx.job_id)
         if ctx.kind == "train":
             session.execute(update(Model).where(Model.id == ctx.model_id)
                             .values(status="failed", error=reason))
@@ -320,3 +435,4 @@ def _publish(ctx: JobContext, *, kind: str, sha: str, size: int, cert: dict[str,
             status="succeeded", progress=1.0, version=number, finished_at=_now(), timings=timings))
         session.execute(update(Model).where(Model.id == ctx.model_id).values(
             status="ready", current_version=number, error=None))
+        _release(session, ctx.model_id, ctx.job_id)

@@ -7,7 +7,6 @@ Set LETHE_TEST_POSTGRES_URL and LETHE_TEST_REDIS_URL to run it; with LETHE_REQUI
 from __future__ import annotations
 
 import os
-import uuid
 
 import pytest
 import redis
@@ -24,19 +23,6 @@ if not (PG_URL and REDIS_URL):
         raise RuntimeError("LETHE_REQUIRE_INTEGRATION=1 but LETHE_TEST_POSTGRES_URL / LETHE_TEST_REDIS_URL are unset")
     pytest.skip("PostgreSQL/Redis not configured (LETHE_TEST_POSTGRES_URL, LETHE_TEST_REDIS_URL)",
                 allow_module_level=True)
-
-
-@pytest.fixture
-def fresh_database() -> str:
-    """A new database per test on the CI server; dropped afterwards."""
-    name = f"lethe_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield PG_URL.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def test_flow_on_postgres_and_redis(live_service, fresh_database: str) -> None:
