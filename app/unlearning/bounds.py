@@ -43,6 +43,9 @@ class Constant:
             constants), ``"estimated"`` (measured, see ``method``) or ``"unknown"``.
         method: How the value was obtained (e.g. ``"Lanczos, 50 steps, margin 0.1"``), or why it
             is unknown.
+        iterations: For an estimate, the Hessian-vector products (or iterations) it used.
+        residual: For an estimate, its residual (e.g. ‖Hu − θu‖ of a Ritz pair), the safety
+            margin already subtracted from a λ_min lower bound.
 
     Raises:
         ValueError: If ``provenance`` is not one of the four, or ``value`` is None exactly when
@@ -52,6 +55,8 @@ class Constant:
     value: float | None
     provenance: Provenance
     method: str = ""
+    iterations: int | None = None
+    residual: float | None = None
 
     def __post_init__(self) -> None:
         if self.provenance not in PROVENANCES:
