@@ -46,8 +46,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "control_folder": str(settings.broker_dir / "control"),
         }
     else:
-        # Longer than the longest job, so Redis never redelivers a running task.
-        config["broker_transport_options"] = {"visibility_timeout": 6 * 3600}
+        # Longer than the longest job, so Redis never redelivers a running task (and if it does,
+        # the job's claim sees a live heartbeat and the duplicate returns at once).
+        config["broker_transport_options"] = {"visibility_timeout": settings.broker_visibility_timeout_s}
     return config
 
 

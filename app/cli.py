@@ -1,16 +1,23 @@
-"""The ``lethe`` command: run the service, a worker, fetch data, run the demo."""
+"""The ``lethe`` command: run the service, a worker, fetch data, run the demo; and, over HTTP
+with :mod:`app.client`, ``forget``, ``status``, ``download`` and ``budget``."""
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from app.client import LetheClient
 
 cli = typer.Typer(help="Lethe: certified machine unlearning as a service.", no_args_is_help=True)
 data_cli = typer.Typer(help="Built-in datasets.", no_args_is_help=True)
@@ -45,8 +52,8 @@ def serve(port: Annotated[int, typer.Option(help="TCP port on 127.0.0.1.")] = 80
           workers: Annotated[int, typer.Option(min=0, help="Worker processes to start.")] = 1) -> None:
     """Run the API (uvicorn) and worker(s) together, as separate processes, until interrupted."""
     _prepare()
-    children = [subprocess.Popen(api_command(host, port))]
-    children += [subprocess.Popen(worker_command()) for _ in range(workers)]
+    api_proc = subprocess.Popen(api_command(host, port))
+    workers_procs = [subprocess.Popen(worker_command()) for _ in range(workers)]
     stopping = False
 
     def stop(*_args: object) -> None:
@@ -57,13 +64,18 @@ def serve(port: Annotated[int, typer.Option(help="TCP port on 127.0.0.1.")] = 80
     signal.signal(signal.SIGINT, stop)
     code = 0
     while not stopping:
-        dead = [c for c in children if c.poll() is not None]
-        if dead:
-            typer.echo(f"lethe serve: child {dead[0].args[2]} exited with {dead[0].returncode}", err=True)
+        if api_proc.poll() is not None:
+            typer.echo(f"lethe serve: the API exited with {api_proc.returncode}", err=True)
             code = 1
             break
+        for i, proc in enumerate(workers_procs):
+            if proc.poll() is not None:
+                # A dead worker is replaced; its job is requeued by the reaper (stale heartbeat).
+                typer.echo(f"lethe serve: a worker exited with {proc.returncode}; starting another",
+                           err=True)
+                workers_procs[i] = subprocess.Popen(worker_command())
         time.sleep(0.5)
-    stop_processes(children)
+    stop_processes([api_proc, *workers_procs])
     raise typer.Exit(code)
 
 
@@ -79,6 +91,14 @@ def stop_processes(children: list[subprocess.Popen[bytes]], timeout_s: float = 2
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
+
+
+@cli.command()
+def api(port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+        host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1") -> None:
+    """Run only the API (production layout: workers run apart, e.g. ``lethe worker``)."""
+    _prepare()
+    os.execv(sys.executable, api_command(host, port))
 
 
 @cli.command()
@@ -127,6 +147,172 @@ def rotate_signing_key() -> None:
     from app.services.signing import rotate_signing_key as rotate
 
     typer.echo(f"new active signing key: {rotate().key_id}")
+
+
+# --- remote commands (the Python client over HTTP) ------------------------------------------
+
+UrlOpt = Annotated[str, typer.Option("--url", envvar="LETHE_URL", help="The Lethe service.")]
+KeyOpt = Annotated[str | None, typer.Option("--key", envvar="LETHE_API_KEY", help="Bearer API key.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def make_client(url: str, key: str | None) -> LetheClient:
+    """The client the remote commands use (tests replace it to inject a transport)."""
+    from app.client import LetheClient
+
+    return LetheClient(url, key)
+
+
+def _remote(fn: Callable[..., int | None]) -> Callable[..., None]:
+    """Run a remote command: a ``LetheClientError`` becomes a message (or its problem as JSON
+    with ``--json``) and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        from app.client import LetheClientError
+
+        try:
+            code = fn(*args, **kwargs)
+        except LetheClientError as exc:
+            if kwargs.get("json_out"):
+                typer.echo(json.dumps({"error": exc.problem}))
+            else:
+                typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        raise typer.Exit(code or 0)
+
+    return wrapper
+
+
+def _read_ids(path: Path) -> list[str]:
+    """Sample ids from a file (or ``-`` for stdin), separated by whitespace or commas."""
+    text = sys.stdin.read() if str(path) == "-" else path.read_text()
+    return [t for t in text.replace(",", " ").split() if t]
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, allow_nan=False, default=str))
+
+
+@cli.command()
+@_remote
+def forget(model: Annotated[str, typer.Option("--model", help="Model id.")],
+           samples: Annotated[Path, typer.Option("--samples", help="File of sample ids ('-' = stdin).")],
+           wait: Annotated[bool, typer.Option("--wait", help="Wait until the request is final.")] = False,
+           timeout: Annotated[float, typer.Option(help="Seconds to wait at most.")] = 900.0,
+           url: UrlOpt = DEFAULT_URL, key: KeyOpt = None, json_out: JsonOpt = False) -> int:
+    """Submit a deletion request for the sample ids in a file; ``--wait`` polls until it is final
+    (exit 1 if it failed)."""
+    from rich.console import Console
+
+    ids = _read_ids(samples)
+    with make_client(url, key) as client:
+        request = client.forget(model, ids)
+        if wait and request["status"] not in ("completed", "failed", "canceled"):
+            if json_out:
+                request = client.wait_request(request["id"], timeout_s=timeout)
+            else:
+                with Console(stderr=True).status(f"request {request['id']}: {request['status']}") as s:
+                    request = client.wait_request(
+                        request["id"], timeout_s=timeout,
+                        on_update=lambda b: s.update(f"request {b['id']}: {b['status']}"))
+    if json_out:
+        _print_json(request)
+    else:
+        typer.echo(f"request {request['id']}: {request['status']} ({len(ids)} samples)"
+                   + (f", version {request['version']}" if request.get("version") is not None else "")
+                   + (f", error: {request['error']}" if request.get("error") else ""))
+    return 1 if request["status"] in ("failed", "canceled") else 0
+
+
+@cli.command()
+@_remote
+def status(request_id: Annotated[str, typer.Argument(help="Deletion request id.")],
+           url: UrlOpt = DEFAULT_URL, key: KeyOpt = None, json_out: JsonOpt = False) -> int:
+    """Show a deletion request: status, sample count, the version that forgot it, error."""
+    with make_client(url, key) as client:
+        request = client.get_request(request_id)
+    if json_out:
+        _print_json(request)
+    else:
+        for field in ("id", "model_id", "status", "sample_count", "version", "error", "created_at",
+                      "updated_at"):
+            typer.echo(f"{field:<13} {request.get(field)}")
+    return 0
+
+
+@cli.command()
+@_remote
+def download(model: Annotated[str, typer.Option("--model", help="Model id.")],
+             version: Annotated[int, typer.Option("--version", help="Version number.")],
+             output: Annotated[Path | None, typer.Option("-o", "--output", help="Destination file.")] = None,
+             url: UrlOpt = DEFAULT_URL, key: KeyOpt = None, json_out: JsonOpt = False) -> int:
+    """Download a version's weights (resuming ``FILE.part``), checked against the certificate's
+    SHA-256; the file appears only once it matches."""
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
+                               TransferSpeedColumn)
+
+    path = output or Path(f"{model}-v{version}.safetensors")
+    with make_client(url, key) as client:
+        if json_out:
+            result = client.download(model, version, path)
+        else:
+            columns = (TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
+                       TransferSpeedColumn())
+            with Progress(*columns, transient=True) as progress:
+                task = progress.add_task(path.name, total=None)
+                result = client.download(
+                    model, version, path,
+                    on_progress=lambda done, total: progress.update(task, completed=done, total=total))
+    if json_out:
+        _print_json({"path": str(result.path), "sha256": result.sha256,
+                     "size_bytes": result.size_bytes, "resumed_from": result.resumed_from,
+                     "sha256_ok": True})
+    else:
+        typer.echo(f"{result.path}: {result.size_bytes} bytes, SHA-256 {result.sha256} matches "
+                   f"the certificate" + (f" (resumed at byte {result.resumed_from})"
+                                         if result.resumed_from else ""))
+    return 0
+
+
+@cli.command()
+@_remote
+def budget(model: Annotated[str, typer.Option("--model", help="Model id.")],
+           url: UrlOpt = DEFAULT_URL, key: KeyOpt = None, json_out: JsonOpt = False) -> int:
+    """The model's unlearning budget: caps, consumed, remaining, projection and ledger rows."""
+    from rich.console import Console
+    from rich.table import Table
+
+    with make_client(url, key) as client:
+        data = client.budget(model)
+    if json_out:
+        _print_json(data)
+        return 0
+    console = Console()
+    caps, used, left = data["caps"], data["consumed"], data["remaining"]
+    table = Table(title=f"budget of {model} (lineage {data['lineage']}, "
+                        f"accountant {data['accountant'] or '-'})")
+    for column in ("", "cap", "consumed", "remaining"):
+        table.add_column(column, justify="right")
+    table.add_row("ε", f"{caps['max_epsilon']:.4g}", f"{used['epsilon']:.4g}", f"{left['epsilon']:.4g}")
+    table.add_row("δ", f"{caps['max_delta']:.3g}", f"{used['delta']:.3g}", f"{left['delta']:.3g}")
+    table.add_row("releases", str(caps["max_releases"]), str(used["releases"]), str(left["releases"]))
+    table.add_row("forgotten fraction", f"{caps['max_forgotten_fraction']:.4f}",
+                  f"{used['forgotten_fraction']:.4f}", f"{left['forgotten_fraction']:.4f}")
+    console.print(table)
+    proj = data["projection"]
+    console.print(f"projection: {proj['releases_that_fit']} more release(s) of "
+                  f"{proj['release_size']} samples fit under the caps")
+    rows = Table(title="ledger")
+    for column in ("version", "kind", "lineage", "m", "Δ", "σ", "ε", "cumulative ε"):
+        rows.add_column(column, justify="right")
+    for r in data["rows"]:
+        rows.add_row(str(r["version"]), r["kind"], str(r["lineage"]), str(r["m"]),
+                     f"{r['sensitivity']:.4g}", f"{r['noise_std']:.4g}", str(r["epsilon"]),
+                     str(r["cumulative_epsilon"]))
+    console.print(rows)
+    return 0
 
 
 def main() -> None:

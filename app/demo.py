@@ -21,12 +21,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 from safetensors.numpy import load as load_safetensors
 
+from app.client import ChecksumMismatch, LetheClient, LetheClientError, RetryPolicy
 from app.unlearning.calibration import analytic_epsilon, classical_epsilon
 from app.unlearning.datasets import fetch_mnist, load_builtin
 from app.verify import verify
@@ -78,28 +78,22 @@ class Service:
         self.log = log_path.open("wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
                                      env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        self.http = httpx.Client(base_url=self.base, timeout=60.0,
-                                 headers={"Authorization": f"Bearer {self.key}"})
+        self.client = LetheClient(self.base, self.key, timeout_s=60.0)
 
     def wait_ready(self) -> None:
         def up() -> bool:
             if self.proc.poll() is not None:
                 raise DemoError(f"lethe serve exited with {self.proc.returncode}; see {self.log.name}")
             try:
-                return self.http.get("/healthz").status_code == 200
-            except httpx.TransportError:
+                return probe.health().get("status") == "ok"
+            except LetheClientError:
                 return False
 
-        _wait(up, "the API to answer /healthz", 60, 0.3)
-
-    def call(self, method: str, path: str, expect: int, **kwargs: Any) -> Any:
-        response = self.http.request(method, path, **kwargs)
-        if response.status_code != expect:
-            raise DemoError(f"{method} {path} answered {response.status_code}: {response.text[:500]}")
-        return response.json()
+        with LetheClient(self.base, retry=RetryPolicy(attempts=1)) as probe:  # no backoff here
+            _wait(up, "the API to answer /healthz", 60, 0.3)
 
     def stop(self) -> None:
-        self.http.close()
+        self.client.close()
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -136,23 +130,30 @@ def run_demo(*, port: int, epochs: int, forget: int, out_dir: Path) -> dict[str,
 
 
 def _drive(service: Service, data: Any, epochs: int, forget: int, out_dir: Path) -> dict[str, Any]:
-    dataset = service.call("POST", "/v1/datasets", 201, json={"name": "mnist", "source": "mnist"})
-    model = service.call("POST", "/v1/models", 202, json={
-        "name": "mnist-mlp", "dataset_id": dataset["id"], "architecture": "mlp",
-        "training": {"epochs": epochs},
-        "certification": {"solver": "lissa", "depth": 1000, "repeats": 10, "batch_size": 10,
-                          "damping": 0.01, "noise_std": 0.01},
-        "batching": {"max_samples": forget, "max_wait_seconds": 3600},
-    })
+    try:
+        return _drive_client(service.client, data, epochs, forget, out_dir)
+    except LetheClientError as exc:
+        raise DemoError(str(exc)) from exc
+
+
+def _drive_client(client: LetheClient, data: Any, epochs: int, forget: int,
+                  out_dir: Path) -> dict[str, Any]:
+    dataset = client.create_dataset("mnist", "mnist")
+    model = client.create_model(
+        "mnist-mlp", dataset["id"], "mlp",
+        training={"epochs": epochs},
+        certification={"solver": "lissa", "depth": 1000, "repeats": 10, "batch_size": 10,
+                       "damping": 0.01, "noise_std": 0.01},
+        batching={"max_samples": forget, "max_wait_seconds": 3600},
+    )
     note = "" if epochs == 50 else f" (shortened from the paper's 50 epochs to {epochs})"
     console.print(f"3. model {model['id']}: MLP 784-32-32-10, training {epochs} epochs{note} ...")
     mid = model["id"]
-    _wait(lambda: service.call("GET", f"/v1/models/{mid}", 200)["status"] != "training",
-          "training (version 0)", 900)
-    state = service.call("GET", f"/v1/models/{mid}", 200)
+    _wait(lambda: client.get_model(mid)["status"] != "training", "training (version 0)", 900)
+    state = client.get_model(mid)
     if state["status"] != "ready":
         raise DemoError(f"training failed: {state.get('error')}")
-    train_job = service.call("GET", f"/v1/jobs/{state['train_job_id']}", 200)
+    train_job = client.get_job(state["train_job_id"])
 
     rng = np.random.default_rng(secrets.randbits(64))
     forget_ids = np.sort(rng.choice(data.y_train.size, size=forget, replace=False))
@@ -162,9 +163,8 @@ def _drive(service: Service, data: Any, epochs: int, forget: int, out_dir: Path)
     for size in sizes:
         chunk = [str(i) for i in forget_ids[start:start + size]]
         start += size
-        request_ids.append(service.call("POST", f"/v1/models/{mid}/deletion-requests", 202,
-                                        json={"sample_ids": chunk})["id"])
-    requests = _wait(lambda: _all_done(service, request_ids), "the deletion requests", 900)
+        request_ids.append(client.forget(mid, chunk)["id"])
+    requests = _wait(lambda: _all_done(client, request_ids), "the deletion requests", 900)
     failed = [r for r in requests if r["status"] != "completed"]
     if failed:
         raise DemoError(f"deletion requests failed: {failed[0].get('error')}")
@@ -173,8 +173,8 @@ def _drive(service: Service, data: Any, epochs: int, forget: int, out_dir: Path)
         raise DemoError("the requests were not sealed into one batch")
 
     console.print("5. exact retrain on the same retain set (same recipe and seed) ...")
-    retrain = service.call("POST", f"/v1/models/{mid}/retrain", 202)
-    job = _wait(lambda: _finished_job(service, retrain["job_id"]), "the retrain", 900)
+    retrain = client.retrain(mid)
+    job = _wait(lambda: _finished_job(client, retrain["job_id"]), "the retrain", 900)
     if job["status"] != "succeeded":
         raise DemoError(f"retrain failed: {job.get('error')}")
 
@@ -182,17 +182,20 @@ def _drive(service: Service, data: Any, epochs: int, forget: int, out_dir: Path)
     versions = {"original": 0, "unlearned": unlearned_version, "retrained": job["version"]}
     certificates, weights, sha_ok = {}, {}, True
     for label, number in versions.items():
-        cert = service.call("GET", f"/v1/models/{mid}/versions/{number}/certificate", 200)
-        blob = service.http.get(f"/v1/models/{mid}/versions/{number}/download")
-        blob.raise_for_status()
-        (out_dir / f"v{number}-{label}.safetensors").write_bytes(blob.content)
-        ok = hashlib.sha256(blob.content).hexdigest() == cert["weights_sha256"]
+        cert = client.certificate(mid, number)
+        path = out_dir / f"v{number}-{label}.safetensors"
+        try:  # the client checks the file's SHA-256 against the certificate before keeping it
+            client.download(mid, number, path)
+        except ChecksumMismatch as exc:
+            raise DemoError(f"v{number} {label}: {exc.detail}") from exc
+        content = path.read_bytes()
+        ok = hashlib.sha256(content).hexdigest() == cert["weights_sha256"]
         sha_ok &= ok
-        certificates[label], weights[label] = cert, load_safetensors(blob.content)
+        certificates[label], weights[label] = cert, load_safetensors(content)
         console.print(f"   v{number} {label:9s} sha256 {cert['weights_sha256'][:16]}… "
                       f"{'matches' if ok else 'DOES NOT MATCH'} its certificate")
     (out_dir / "certificate-unlearned.json").write_text(json.dumps(certificates["unlearned"], indent=2))
-    verified = _verify_offline(service, mid, requests[0]["id"], versions, certificates, out_dir)
+    verified = _verify_offline(client, mid, requests[0]["id"], versions, certificates, out_dir)
 
     retain_mask = np.ones(data.y_train.size, dtype=bool)
     retain_mask[forget_ids] = False
@@ -205,7 +208,7 @@ def _drive(service: Service, data: Any, epochs: int, forget: int, out_dir: Path)
     g = cert["guarantee"]
     sigma, sens, delta = g["noise_std"], g["sensitivity"], g["delta"]
     classical = classical_epsilon(sens, sigma, delta)
-    budget = service.call("GET", f"/v1/models/{mid}/budget", 200)
+    budget = client.budget(mid)
     return {
         "dataset": {"source": "mnist", "n": int(data.y_train.size), "n_test": int(data.y_test.size)},
         "model": {"id": mid, "architecture": "mlp 784-32-32-10", "epochs": epochs,
@@ -232,14 +235,14 @@ def _drive(service: Service, data: Any, epochs: int, forget: int, out_dir: Path)
     }
 
 
-def _verify_offline(service: Service, model_id: str, request_id: str, versions: dict[str, int],
+def _verify_offline(client: LetheClient, model_id: str, request_id: str, versions: dict[str, int],
                     certificates: dict[str, Any], out_dir: Path) -> dict[str, bool]:
     """``lethe verify`` on the unlearned and retrained releases (signature with the key from
     ``GET /v1/keys``, SHA-256, a receipt's inclusion proofs, the calibration recomputed)."""
     keys = out_dir / "keys.json"
-    keys.write_text(json.dumps(service.call("GET", "/v1/keys", 200)))
+    keys.write_text(json.dumps(client.keys()))
     receipt = out_dir / "receipt.json"
-    receipt.write_text(json.dumps(service.call("GET", f"/v1/deletion-requests/{request_id}/receipt", 200)))
+    receipt.write_text(json.dumps(client.receipt(request_id)))
     results = {}
     for label in ("unlearned", "retrained"):
         number = versions[label]
@@ -277,13 +280,13 @@ def _split_sizes(total: int) -> list[int]:
     return sizes
 
 
-def _all_done(service: Service, ids: list[str]) -> list[dict[str, Any]] | None:
-    states = [service.call("GET", f"/v1/deletion-requests/{i}", 200) for i in ids]
+def _all_done(client: LetheClient, ids: list[str]) -> list[dict[str, Any]] | None:
+    states = [client.get_request(i) for i in ids]
     return states if all(s["status"] in ("completed", "failed", "canceled") for s in states) else None
 
 
-def _finished_job(service: Service, job_id: str) -> dict[str, Any] | None:
-    job = service.call("GET", f"/v1/jobs/{job_id}", 200)
+def _finished_job(client: LetheClient, job_id: str) -> dict[str, Any] | None:
+    job = client.get_job(job_id)
     return job if job["status"] in ("succeeded", "failed") else None
 
 

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     # One thread: measured here, 2 threads made LiSSA minibatch products 40x slower on 2 cores.
     worker_threads: int = Field(default=1, ge=1, description="torch intra-op threads in a worker.")
     job_stale_seconds: float = Field(default=60.0, gt=0, description="A running job whose heartbeat is older is reaped.")
+    broker_visibility_timeout_s: float = Field(
+        default=6 * 3600, gt=0, description="Redis: an unacknowledged task is redelivered after this; "
+        "longer than the longest job.")
     job_max_attempts: int = Field(default=3, ge=1, description="Deliveries of a job before it is failed.")
     max_request_samples: int = Field(default=100_000, ge=1, description="Most sample ids in one deletion request.")
     signing_key_path: Path | None = Field(

@@ -30,6 +30,7 @@ class LiveService:
 
     def __init__(self, home: Path, env: dict[str, str], workers: int = 1) -> None:
         self.key = secrets.token_urlsafe(16)
+        self.home = home
         self.port = _free_port()
         self.log_path = home / "serve.log"
         home.mkdir(parents=True, exist_ok=True)

@@ -28,3 +28,8 @@ JOB = f"{V1}/jobs/{{job_id}}"
 def url(template: str, **params: object) -> str:
     """Fill a path template, e.g. ``url(JOB, job_id="ab12")`` → ``/v1/jobs/ab12``."""
     return template.format(**params)
+
+ADMIN = "/admin"
+ADMIN_STATIC = "/admin/static/{name}"
+ADMIN_MODEL_SUMMARY = f"{V1}/admin/models/{{model_id}}/summary"
+ADMIN_MODEL_VERSIONS = f"{V1}/admin/models/{{model_id}}/versions"

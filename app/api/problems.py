@@ -4,6 +4,7 @@
 - ``RequestValidationError`` (bad field, wrong type, malformed JSON): 422 with an ``errors`` list,
   each naming the field (``loc``/``field``), the message and the pydantic error type.
 - ``HTTPException`` (unknown route, wrong method, ...): its status.
+- A database that is down or saturated (``OperationalError``, pool timeout): 503 with Retry-After.
 - Anything else: 500 with a fixed message; the stack trace goes to the log, never to the client.
 """
 
@@ -17,6 +18,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import LetheError, Unauthorized
@@ -120,6 +123,16 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The database is unreachable or saturated: nothing was stored; the client may retry."""
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(
+        request, 503, "Service unavailable",
+        "the database is unavailable or busy; nothing was stored, retry later",
+        headers={"Retry-After": "2"},
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
@@ -133,4 +146,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(LetheError, _lethe_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(OperationalError, _unavailable)
+    app.add_exception_handler(SATimeoutError, _unavailable)
     app.add_exception_handler(Exception, _unexpected)

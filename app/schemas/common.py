@@ -22,7 +22,8 @@ UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 class RequestBody(BaseModel):
     """Base of request bodies: unknown fields, NaN and infinities are refused (422)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # strict: a wrong JSON type is refused (``true`` or ``"5"`` for an int), never coerced.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 class PublicModel(BaseModel):

@@ -90,12 +90,13 @@ def for_training(ctx: JobContext, sha: str, outcome: TrainOutcome, metrics: dict
     }
 
 
-def for_retrain(ctx: JobContext, sha: str, parent: int, new: list[int], removed: list[int],
+def for_retrain(ctx: JobContext, sha: str, parent: int, parent_sha: str, new: list[int],
+                removed: list[int],
                 outcome: TrainOutcome, metrics: dict[str, Any], elapsed_s: float,
                 reason: str) -> dict[str, Any]:
     """Exact removal: retrained from scratch on D_r with the original recipe and seed (ε = 0)."""
     return _base(ctx, "retrain", sha) | {
-        "parent_version": parent, "parent_weights_sha256": None,
+        "parent_version": parent, "parent_weights_sha256": parent_sha,
         "forgotten": _forgotten(new, removed, outcome.retain_size),
         "guarantee": {"kind": "exact", "epsilon": 0.0, "delta": 0.0,
                       "detail": "retrained from scratch on the retain set; starts a new lineage"},

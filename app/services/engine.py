@@ -385,6 +385,8 @@ def _retrain(ctx: JobContext, reason: str = "requested by an admin") -> None:
     """Exact retrain from scratch on D_r, serving every request sealed into the job."""
     with session_scope() as session:
         forgotten, new, parent, _ = _batch(session, ctx)
+        parent_sha = session.scalars(select(Version.sha256).where(
+            Version.model_id == ctx.model_id, Version.number == parent)).one()
     removed = forgotten | set(new)
     retain = np.setdiff1d(np.arange(ctx.dataset_n, dtype=np.int64),
                           np.fromiter(removed, dtype=np.int64, count=len(removed)))
@@ -400,8 +402,8 @@ def _retrain(ctx: JobContext, reason: str = "requested by an admin") -> None:
     metrics = {"accuracy": {"forget": forget_acc, **outcome.accuracy},
                "final_grad_norm": outcome.final_grad_norm, "train_s": outcome.elapsed_s}
     elapsed = time.perf_counter() - started
-    cert = certificates.for_retrain(ctx, sha, parent, new, sorted(removed), outcome, metrics, elapsed,
-                                    reason)
+    cert = certificates.for_retrain(ctx, sha, parent, parent_sha, new, sorted(removed), outcome,
+                                    metrics, elapsed, reason)
     _publish(ctx, kind="retrained", sha=sha, size=size, cert=cert, metrics=metrics,
              new_forgotten=new, ledger=_ledger_zero(outcome.retain_size) | {"m": len(new)},
              timings={"train_s": outcome.elapsed_s, "total_s": elapsed}, new_lineage=True,

@@ -95,7 +95,12 @@ def request_retrain(session: Session, model_id: str, *, now: datetime | None = N
         NotFound: Unknown model.
         StateConflict: The model is not ``ready``, or a retrain is already queued or running.
     """
+    get_model(session, model_id)
+    # Lock the model's row first (a no-op UPDATE): concurrent retrain requests then queue here
+    # on PostgreSQL (SQLite already serializes writers), so only one of them passes the check.
+    session.execute(update(Model).where(Model.id == model_id).values(status=Model.status))
     model = get_model(session, model_id)
+    session.refresh(model)
     if model.status != "ready":
         raise StateConflict(
             f"model {model_id!r} is {model.status}; only a ready model can be retrained",

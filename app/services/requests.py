@@ -16,10 +16,10 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.db.models import Dataset, DeletionRequest, Job, utcnow
+from app.db.models import Dataset, DeletionRequest, ForgottenSample, Job, utcnow
 from app.errors import InvalidInput, NotFound, StateConflict
 from app.services.batching import seal_if_due
 from app.services.forgotten import forgotten_versions
@@ -137,6 +137,13 @@ def submit(
     indices = parse_sample_ids(sample_ids, dataset.n, max_samples=limit)
     now = now or utcnow()
     forgotten = forgotten_versions(session, model_id, indices)
+    already = session.scalar(select(func.count()).select_from(ForgottenSample)
+                             .where(ForgottenSample.model_id == model_id)) or 0
+    if already + len(indices) - len(forgotten) >= dataset.n:
+        # Nothing would be left to train on: neither a Newton step nor a retrain is defined.
+        raise InvalidInput(
+            f"forgetting these samples would leave the retain set of model {model_id!r} empty "
+            f"({already} of {dataset.n} samples are already forgotten)", field="sample_ids")
     if len(forgotten) == len(indices):
         request = DeletionRequest(
             model_id=model_id,

@@ -1,6 +1,6 @@
 """One router per resource."""
 
-from app.api.routes import (budget, datasets, deletion_requests, health, jobs, keys, models,
+from app.api.routes import (admin, budget, datasets, deletion_requests, health, jobs, keys, models,
                             versions)
 
 ROUTERS = [
@@ -12,6 +12,7 @@ ROUTERS = [
     versions.router,
     budget.router,
     keys.router,
+    admin.router,
 ]
 
 __all__ = ["ROUTERS"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path
 from fastapi.responses import FileResponse, JSONResponse
 
 from app.api import paths
@@ -14,6 +14,10 @@ from app.db.models import ApiKey
 from app.schemas.versions import VersionPublic
 from app.services import versions as service
 from app.services.auth import SCOPE_MODELS_READ
+
+# A version number is a non-negative 64-bit integer; anything larger can name no version (404),
+# and must never reach the database driver (SQLite overflows on it).
+VersionNumber = Annotated[int, Path(ge=0, le=2**63 - 1, description="Version number.")]
 
 router = APIRouter(tags=["versions"])
 
@@ -26,7 +30,7 @@ def list_versions(model_id: str, session: SessionDep, _key: ModelsRead) -> list[
 
 
 @router.get(paths.MODEL_VERSION)
-def get_version(model_id: str, number: int, session: SessionDep, _key: ModelsRead) -> VersionPublic:
+def get_version(model_id: str, number: VersionNumber, session: SessionDep, _key: ModelsRead) -> VersionPublic:
     return VersionPublic.model_validate(service.get_version(session, model_id, number))
 
 
@@ -37,7 +41,7 @@ def get_version(model_id: str, number: int, session: SessionDep, _key: ModelsRea
                      "description": "The released weights (safetensors); supports Range."}},
 )
 def download_version(
-    model_id: str, number: int, session: SessionDep, settings: SettingsDep, _key: ModelsRead
+    model_id: str, number: VersionNumber, session: SessionDep, settings: SettingsDep, _key: ModelsRead
 ) -> FileResponse:
     """The released weights as safetensors, with ``Content-Length``, ``ETag`` (the SHA-256) and
     ``Repr-Digest`` (RFC 9530) / ``Digest`` (RFC 3230) headers; byte ranges are served."""
@@ -59,7 +63,7 @@ def download_version(
 
 @router.get(paths.MODEL_VERSION_CERTIFICATE)
 def get_certificate(
-    model_id: str, number: int, session: SessionDep, _key: ModelsRead
+    model_id: str, number: VersionNumber, session: SessionDep, _key: ModelsRead
 ) -> JSONResponse:
     """The certificate of METHOD §8 exactly as stored (it includes ``weights_sha256``)."""
     version = service.get_version(session, model_id, number)
