@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lethe-installed
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test install lint clean
+.PHONY: demo test install lint clean bench bench-scaling
 
 install: $(STAMP)
 
@@ -21,6 +21,18 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Issue 3: the paper's MNIST experiment, the reference LiSSA and retraining, in one run
+# (runs/bench/paper_mnist.{json,md,png}; ~20 min at the paper's 50 epochs, EPOCHS=10 to shorten).
+EPOCHS ?= 50
+bench: $(STAMP)
+	$(PY) benchmarks/paper_mnist.py --epochs $(EPOCHS)
+
+# Cost of one step against n, p and m (runs/bench/scaling.{json,md,png}); SCALING=--full for all
+# points at the paper's depth.
+SCALING ?= --quick
+bench-scaling: $(STAMP)
+	$(PY) benchmarks/scaling.py $(SCALING)
 
 clean:
 	rm -rf var runs .pytest_cache

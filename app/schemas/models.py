@@ -20,12 +20,13 @@ class TrainingSpec(RequestBody):
     """Certifiable training recipe (METHOD §2): Adam, then projection onto the C-ball each step."""
 
     epochs: int = Field(default=50, ge=1, le=500)
-    lr: float = Field(default=1e-3, gt=0, description="Adam learning rate.")
+    lr: float = Field(default=1e-3, gt=0, le=10, description="Adam learning rate.")
     weight_decay: float = Field(
-        default=5e-4, ge=0, description="wd of the objective's (wd/2)·‖w‖² term (METHOD §1)."
+        default=5e-4, ge=0, le=10, description="wd of the objective's (wd/2)·‖w‖² term (METHOD §1)."
     )
-    batch_size: int = Field(default=128, ge=1)
-    radius: float = Field(default=20.0, gt=0, description="C: training keeps ‖w‖₂ ≤ C (METHOD §2).")
+    batch_size: int = Field(default=128, ge=1, le=1_000_000)
+    radius: float = Field(default=20.0, gt=0, le=1e6,
+                          description="C: training keeps ‖w‖₂ ≤ C (METHOD §2).")
     seed: int = Field(
         default=0, ge=0, le=2**63 - 1, description="Initialisation and shuffling seed."
     )
@@ -61,7 +62,7 @@ class CertificationSpec(RequestBody):
     damping: float = Field(default=0.01, gt=0, description="λ, added to the Hessian only.")
     depth: int = Field(default=1000, ge=1, le=1_000_000, description="LiSSA recursion depth s.")
     repeats: int = Field(default=10, ge=1, le=10_000, description="LiSSA independent chains r.")
-    batch_size: int = Field(default=10, ge=1, description="LiSSA minibatch size |B|.")
+    batch_size: int = Field(default=10, ge=1, le=1_000_000, description="LiSSA minibatch size |B|.")
     scale: float | None = Field(
         default=1000.0, gt=0, description="LiSSA scale S ≥ ‖H + λI‖; None = power iteration."
     )
@@ -71,8 +72,14 @@ class CertificationSpec(RequestBody):
     target_epsilon: float | None = Field(default=None, gt=0, description="Target ε per release.")
     delta: float = Field(default=1e-5, gt=0, lt=1, description="δ per release.")
     rho: float = Field(default=1e-6, gt=0, lt=1, description="LiSSA failure probability ρ (§5).")
-    chunk_size: int = Field(default=8192, ge=1, description="Samples per gradient/HVP chunk.")
+    chunk_size: int = Field(default=8192, ge=1, le=1_000_000,
+                            description="Samples per gradient/HVP chunk.")
     constants: ConstantsSpec = Field(default_factory=ConstantsSpec)
+    auto_damping: bool = Field(
+        default=False,
+        description="Estimate λ_min (Lanczos) and ‖H‖ (power iteration) on the retain set where "
+        "not declared, and use λ = max(λ, −λ_min + 0.01) (METHOD §5).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -100,7 +107,8 @@ class CertificationSpec(RequestBody):
 class BatchingSpec(RequestBody):
     """When pending deletion requests are sealed into one batch: whichever rule fires first."""
 
-    max_samples: int = Field(default=1000, ge=1, description="Seal at this many distinct samples.")
+    max_samples: int = Field(default=1000, ge=1, le=10_000_000,
+                             description="Seal at this many distinct samples.")
     max_wait_seconds: float = Field(
         default=60.0, ge=0, le=86400, description="Seal once the oldest pending request is this old."
     )

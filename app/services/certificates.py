@@ -123,7 +123,9 @@ def for_unlearning(ctx: JobContext, sha: str, parent: int, parent_sha: str, new:
                              "iterations": c.iterations, "residual": c.residual}
                       for name, c in outcome.constants.items()},
         "radius": float(ctx.training["radius"]),
-        "damping": float(cert_cfg["damping"]),
+        # The λ the solver used (automatic damping may have raised the requested one).
+        "damping": float(ihvp.diagnostics.get("damping", cert_cfg["damping"])),
+        "damping_requested": float(cert_cfg["damping"]),
         "solver": {"name": ihvp.solver, "iterations": ihvp.iterations, "hvp_count": ihvp.hvp_count,
                    "residual_norm": ihvp.residual_norm, "converged": ihvp.converged,
                    "minibatch_seed": outcome.minibatch_seed, **ihvp.diagnostics},

@@ -24,11 +24,13 @@ from app.unlearning.architectures import build_model
 from app.unlearning.bounds import Constant, Sensitivity, certified_sensitivity
 from app.unlearning.calibration import analytic_epsilon, analytic_sigma, classical_epsilon
 from app.unlearning.datasets import ArrayDataset, load_builtin
+from app.unlearning.hvp import RetainSetCurvature
 from app.unlearning.guards import check_determinism, check_finite, check_supported_layers
 from app.unlearning.newton import NewtonStepResult, unlearn_step
 from app.unlearning.objective import Objective
 from app.unlearning.params import flatten_params, load_flat_params, unflatten
 from app.unlearning.release import noisy_release
+from app.unlearning.spectrum import auto_damping, lanczos_lambda_min, power_norm
 from app.unlearning.training import TrainingRecipe, accuracy, train
 
 Progress = Callable[[float], None]
@@ -124,6 +126,31 @@ def declared_constants(architecture: str, certification: dict[str, Any],
     return out
 
 
+AUTO_DAMPING_MARGIN = 1e-2
+"""The margin of automatic damping λ = max(λ, −λ_min + margin) (METHOD §5)."""
+
+
+def estimated_constants(objective: Objective, x_r: torch.Tensor, y_r: torch.Tensor,
+                        w_k: torch.Tensor, constants: dict[str, Constant], chunk_size: int,
+                        lanczos_steps: int = 40, power_iterations: int = 30) -> dict[str, Constant]:
+    """Fill the undeclared λ_min and L (= ‖H‖ bound) with estimates on the retain set at w_k.
+
+    λ_min: Lanczos lower bound θ − ‖Hu − θu‖ (:func:`lanczos_lambda_min`); L: power iteration
+    × 1.1 (:func:`power_norm`). Declared (or derived) values are kept: the owner's word wins.
+    """
+    out = dict(constants)
+    curvature = RetainSetCurvature(objective, x_r, y_r, chunk_size=chunk_size)
+    if out["lambda_min"].provenance == "unknown":
+        eig = lanczos_lambda_min(curvature, w_k, steps=lanczos_steps)
+        out["lambda_min"] = Constant(eig.lower_bound, "estimated", eig.method,
+                                     iterations=eig.iterations, residual=eig.residual)
+    if out["hessian_bound"].provenance == "unknown":
+        est = power_norm(curvature, w_k, iterations=power_iterations)
+        out["hessian_bound"] = Constant(est.bound, "estimated", est.method,
+                                        iterations=est.iterations, residual=est.residual)
+    return out
+
+
 @dataclass(frozen=True)
 class UnlearnOutcome:
     internal: torch.Tensor
@@ -167,6 +194,15 @@ def unlearn_on(model: torch.nn.Module, data: ArrayDataset, w_k: torch.Tensor,
     else:
         options = {}
     objective = Objective(model, weight_decay)
+    constants = declared_constants(architecture, certification, weight_decay)
+    if certification.get("auto_damping"):
+        # Automatic damping (METHOD §5): estimate what was not declared, then raise λ above
+        # −λ_min. The solver's diagnostics record the damping actually used.
+        constants = estimated_constants(objective, x_r, y_r, w_k.detach(), constants,
+                                        int(certification["chunk_size"]))
+        lam_min = constants["lambda_min"].value
+        if lam_min is not None:
+            damping = auto_damping(damping, lam_min, AUTO_DAMPING_MARGIN)
     # LiSSA's minibatch draws need no secrecy (unlike the release noise); the seed is recorded.
     minibatch_seed = secrets.randbits(63)
     step = unlearn_step(objective, w_k, x_r, y_r, damping=damping, radius=radius, solver=solver,
@@ -174,7 +210,6 @@ def unlearn_on(model: torch.nn.Module, data: ArrayDataset, w_k: torch.Tensor,
                         generator=torch.Generator().manual_seed(minibatch_seed))
     check_finite("unlearned parameters", step.params_new)
 
-    constants = declared_constants(architecture, certification, weight_decay)
     p = int(w_k.numel())
     rho = float(certification["rho"]) if solver == "lissa" else 0.0
     sens = certified_sensitivity(radius=radius, damping=damping,

@@ -13,6 +13,12 @@ product modes, equal up to rounding (METHOD §3 allows either):
   0.23 s); one batched 10-chain × 10-sample LiSSA step 1.6 ms (forward mode 4.1 ms).
 - ``"forward_over_reverse"``: ``torch.func.jvp`` of ``torch.func.grad``; no graph at all.
 
+For a plain ReLU MLP (``Sequential(Linear, ReLU, ..., Linear)``, the paper's network) the
+``"double_backward"`` mode takes its products in closed form instead (:mod:`app.unlearning.mlp_hvp`,
+Pearlmutter's R-operator written out with batched matrix products, no autograd graph): the same
+numbers up to summation order, measured 3× faster per LiSSA step on MNIST (0.73 ms vs 2.2 ms for
+10 chains × 10 samples, 1 thread). ``closed_form=False`` forces autograd.
+
 The retain set is walked in chunks of ``chunk_size`` samples, so memory stays flat in |D_r|:
 per-chunk sums of the cross-entropy derivatives are accumulated, then divided by n once.
 
@@ -34,6 +40,7 @@ from typing import Literal
 import torch
 from torch.func import grad, jvp, vmap
 
+from app.unlearning.mlp_hvp import is_plain_mlp, mlp_grad_sum, mlp_hvp_sum
 from app.unlearning.objective import Objective
 from app.unlearning.params import param_shapes
 
@@ -61,6 +68,9 @@ class RetainSetCurvature:
             floating-point summation order).
         mode: How products are taken, ``"double_backward"`` (default, faster on CPU) or
             ``"forward_over_reverse"`` (``torch.func.jvp`` of ``torch.func.grad``).
+        closed_form: In ``"double_backward"`` mode, use the closed-form R-operator products of
+            :mod:`app.unlearning.mlp_hvp` when the model is a plain ReLU MLP (default True; the
+            results equal double backward up to summation order).
 
     Raises:
         ValueError: If the set is empty, ``x`` and ``y`` disagree in length, ``chunk_size < 1``
@@ -75,6 +85,7 @@ class RetainSetCurvature:
         *,
         chunk_size: int = 8192,
         mode: ProductMode = "double_backward",
+        closed_form: bool = True,
     ) -> None:
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
@@ -91,6 +102,11 @@ class RetainSetCurvature:
         self.y = y
         self.chunk_size = int(chunk_size)
         self.mode: ProductMode = mode
+        # Plain ReLU MLPs get the closed-form R-operator products of :mod:`mlp_hvp` (same
+        # numbers, no autograd graph); everything else, and forward-over-reverse, uses autograd.
+        self.closed_form = bool(
+            closed_form and mode == "double_backward" and is_plain_mlp(objective.model)
+        )
         self.gradient_count = 0
         self.hvp_count = 0
         self.minibatch_hvp_count = 0
@@ -200,14 +216,30 @@ class RetainSetCurvature:
         w = self._check_w(w)
         g = torch.zeros_like(w)
         for xc, yc in self._chunks():
-            g += self._grad_sum(w, xc, yc)
+            if self.closed_form:
+                parts = mlp_grad_sum(self._split(w), xc, yc)
+                g += torch.cat([part.reshape(-1) for part in parts])
+            else:
+                g += self._grad_sum(w, xc, yc)
         self.gradient_count += 1
         return g / self.n + self.weight_decay * w
+
+    def _closed_form_sum(
+        self, w: torch.Tensor, vs: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor
+    ) -> torch.Tensor:
+        """Closed-form (Σ_{i∈B_j} ∇²CE_i)·vs[j]; ``xb`` [k, b, d], ``yb`` [k, b]; returns [k, p]."""
+        parts = mlp_hvp_sum(self._split(w), self._split(vs), xb, yb)
+        return torch.cat([part.reshape(vs.shape[0], -1) for part in parts], dim=1)
 
     def _chunk_hvp_sum(
         self, w: torch.Tensor, vs: torch.Tensor, xc: torch.Tensor, yc: torch.Tensor
     ) -> torch.Tensor:
         """(Σ_{i∈chunk} ∇²CE_i)·vs[j] for every row j of ``vs`` [k, p]."""
+        if self.closed_form:
+            k = vs.shape[0]
+            return self._closed_form_sum(
+                w, vs, xc.unsqueeze(0).expand(k, *xc.shape), yc.unsqueeze(0).expand(k, -1)
+            )
         if self.mode == "forward_over_reverse":
 
             def one(v_: torch.Tensor) -> torch.Tensor:
@@ -260,6 +292,45 @@ class RetainSetCurvature:
         self.hvp_count += int(vs.shape[0])
         return out / self.n + self.weight_decay * vs
 
+    def lissa_step_(
+        self,
+        w: torch.Tensor,
+        vs: torch.Tensor,
+        g: torch.Tensor,
+        idx: torch.Tensor,
+        damping: float,
+        scale: float,
+    ) -> None:
+        """One LiSSA recursion for r chains, in place: vs[j] ← g + vs[j] − (H_{B_j} + λI)·vs[j]/S.
+
+        The same arithmetic as ``vs·(1 − λ/S) + g − minibatch_hvp(w, vs, idx)/S`` ([Z24] §3.3),
+        with the weight-decay and 1/|B| factors folded into the two scalar coefficients. For a
+        plain ReLU MLP it uses the closed-form products and subtracts them per parameter block
+        straight into ``vs`` (no [r, p] temporaries besides the products themselves); otherwise
+        it falls back to :meth:`minibatch_hvp`.
+
+        Args:
+            w: ``Tensor [p]`` the point (not checked: the solver has checked it).
+            vs: ``Tensor [r, p]`` the chains' iterates, updated in place.
+            g: ``Tensor [p]`` the right-hand side.
+            idx: ``LongTensor [r, b]`` the step's minibatch row indices, one row per chain.
+            damping: λ.
+            scale: S.
+        """
+        if not self.closed_form:
+            hv = self.minibatch_hvp(w, vs, idx)
+            vs.mul_(1.0 - damping / scale).add_(g).sub_(hv, alpha=1.0 / scale)
+            return
+        r, b = idx.shape
+        flat = idx.reshape(-1)
+        xb = self.x.index_select(0, flat).view(r, b, *self.x.shape[1:])
+        yb = self.y.index_select(0, flat).view(r, b)
+        parts = mlp_hvp_sum(self._split(w.detach()), self._split(vs), xb, yb)
+        torch.add(g, vs, alpha=1.0 - (damping + self.weight_decay) / scale, out=vs)
+        for view, part in zip(self._split(vs), parts, strict=True):
+            view.sub_(part, alpha=1.0 / (scale * b))
+        self.minibatch_hvp_count += r
+
     def minibatch_hvp(self, w: torch.Tensor, vs: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Minibatch products H_{B_j}·vs[j] for r chains in one batched call ([Z24] §3.3).
 
@@ -287,6 +358,8 @@ class RetainSetCurvature:
                 return out
 
             hv = vmap(one_chain)(vs, xb, yb)
+        elif self.closed_form:
+            hv = self._closed_form_sum(w, vs, xb, yb) / idx.shape[1]
         else:
             with torch.enable_grad():
                 # One parameter copy per chain: the summed loss has a block-diagonal Hessian

@@ -240,3 +240,27 @@ def test_unexpected_errors_are_500_without_details(api, monkeypatch):
     body = _refused(api, r, 500)
     assert "secret" not in r.text and "RuntimeError" not in r.text
     assert body["title"] == "Internal error"
+
+
+def test_forgetting_every_sample_is_refused_at_the_door(api):
+    model = api.ready_model()
+    api.add_forgotten(model["id"], list(range(1000)), version=1)
+    before = api.counts()
+    r = api.forget(model["id"], [str(i) for i in range(1000, 1437)])
+    assert r.status_code == 422 and "retain set" in r.json()["detail"]
+    assert api.counts() == before
+
+
+def test_wrong_types_are_refused_not_coerced(api):
+    dataset = api.dataset()
+    for training in ({"epochs": True}, {"epochs": "5"}, {"lr": "1e-3"}, {"batch_size": 10**30}):
+        r = api.client.post("/v1/models", headers=api.admin, json={
+            "name": "m", "dataset_id": dataset["id"], "architecture": "mlp", "training": training})
+        assert r.status_code == 422, (training, r.text)
+
+
+def test_version_numbers_beyond_64_bits_are_refused(api):
+    model = api.ready_model()
+    for path in ("", "/download", "/certificate"):
+        r = api.client.get(f"/v1/models/{model['id']}/versions/{10**23}{path}", headers=api.admin)
+        assert r.status_code == 422, r.text

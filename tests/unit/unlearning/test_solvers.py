@@ -218,6 +218,16 @@ def test_lissa_is_reproducible_with_a_seeded_generator(case: Case) -> None:
     assert torch.equal(a.v, b.v)
 
 
+def test_lissa_scale_for_minibatches_bounds_the_minibatch_hessians(case: Case) -> None:
+    """With |B| set, S comes from minibatch Hessians (LiSSA's real operator), not from ‖H‖."""
+    res = solve_lissa(case.curvature, case.w, case.g, case.damping, depth=5, repeats=2,
+                      batch_size=10, scale=None, generator=torch.Generator().manual_seed(0))
+    d = res.diagnostics
+    assert d["scale_provenance"] == "estimated"
+    assert d["scale"] == pytest.approx(1.2 * d["scale_estimate"] + case.damping)
+    assert d["scale"] >= float(case.eigs[-1])  # max over minibatches ≥ the mean's norm here
+
+
 def test_lissa_estimates_scale_by_power_iteration(case: Case) -> None:
     res = solve_lissa(
         case.curvature,
@@ -226,7 +236,7 @@ def test_lissa_estimates_scale_by_power_iteration(case: Case) -> None:
         case.damping,
         depth=5,
         repeats=2,
-        batch_size=10,
+        batch_size=None,
         scale=None,
         generator=torch.Generator().manual_seed(0),
     )

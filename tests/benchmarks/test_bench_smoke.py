@@ -1,0 +1,48 @@
+"""The benchmarks run end to end on a tiny slice (``--smoke``), so they cannot rot.
+
+They need the real MNIST file (``make demo`` or ``lethe`` fetches it into var/data); without it
+the tests are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MNIST = ROOT / "var" / "data" / "mnist.npz"
+
+pytestmark = pytest.mark.skipif(not MNIST.exists(), reason="MNIST not fetched (var/data)")
+
+
+def _run(script: str, out: Path) -> None:
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--smoke", "--out",
+                    str(out), "--data-dir", str(MNIST.parent)], check=True, cwd=ROOT,
+                   timeout=120, capture_output=True)
+
+
+def test_paper_mnist_smoke(tmp_path: Path) -> None:
+    _run("paper_mnist.py", tmp_path)
+    out = json.loads((tmp_path / "paper_mnist.json").read_text())
+    assert out["smoke"] is True
+    assert out["speedup_vs_reference"] > 0 and out["speedup_vs_retrain"] is not None
+    assert out["reference"]["relative_difference"] <= 1e-5
+    methods = {row["method"].split(" (")[0] for row in out["rows"]}
+    assert {"lissa", "lissa auto-damped", "cg", "cg auto-damped"} <= methods
+    ok = [row for row in out["rows"] if not row.get("error")]
+    assert {row["sigma"] for row in ok} == {0.0, 1e-3, 1e-2}
+    assert out["sequential"] and out["constants"]["lambda_min"]["provenance"] == "estimated"
+    assert (tmp_path / "paper_mnist.md").read_text().count("|") > 50
+    assert (tmp_path / "paper_mnist.png").stat().st_size > 0
+
+
+def test_scaling_smoke(tmp_path: Path) -> None:
+    _run("scaling.py", tmp_path)
+    out = json.loads((tmp_path / "scaling.json").read_text())
+    assert {p["sweep"] for p in out["points"]} == {"n", "width", "m"}
+    assert all(p["step_s"] > 0 and p["peak_rss_mib"] > 0 for p in out["points"])
+    assert (tmp_path / "scaling.png").stat().st_size > 0
