@@ -43,8 +43,6 @@ import fcntl
 import hashlib
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -57,6 +55,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from app.settings import Settings, get_settings
+from app.storage.artifacts import atomic_write
 
 __all__ = [
     "ALG",
@@ -164,21 +163,6 @@ def _dir(settings: Settings) -> Path:
     return settings.private_dir / "signing"
 
 
-def _atomic_write(path: Path, data: bytes, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @contextmanager
 def _locked(settings: Settings) -> Iterator[Path]:
     """Exclusive advisory lock over the key folder (API and worker processes share it)."""
@@ -201,7 +185,7 @@ def _read_registry(folder: Path) -> dict[str, Any]:
 
 
 def _write_registry(folder: Path, registry: dict[str, Any]) -> None:
-    _atomic_write(folder / _REGISTRY, json.dumps(registry, indent=2).encode(), 0o644)
+    atomic_write(folder / _REGISTRY, json.dumps(registry, indent=2).encode(), 0o644)
 
 
 def _now() -> str:
@@ -227,7 +211,7 @@ def _generate(folder: Path, registry: dict[str, Any]) -> SigningKey:
     key = SigningKey(key_id_of(private.public_key()), private)
     pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
-    _atomic_write(folder / f"{key.key_id}.pem", pem, 0o600)
+    atomic_write(folder / f"{key.key_id}.pem", pem, 0o600)
     _register(registry, key, "generated")
     registry["active"] = key.key_id
     return key

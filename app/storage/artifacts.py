@@ -15,10 +15,13 @@ from pathlib import Path
 SUFFIX = ".safetensors"
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a
+    part (temporary file in the same folder, fsync, rename), with permission bits ``mode``."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -45,7 +48,7 @@ class ArtifactStore:
         digest = hashlib.sha256(data).hexdigest()
         path = self.path_for(digest)
         if not path.exists():
-            _atomic_write(path, data)
+            atomic_write(path, data)
         return digest, len(data)
 
 
@@ -62,7 +65,7 @@ class PrivateStore:
 
     def put_state(self, model_id: str, job_id: str, data: bytes) -> Path:
         path = self.state_path(model_id, job_id)
-        _atomic_write(path, data)
+        atomic_write(path, data)
         return path
 
     def read_state(self, model_id: str, job_id: str) -> bytes:
