@@ -22,8 +22,10 @@ if TYPE_CHECKING:
 cli = typer.Typer(help="Lethe: certified machine unlearning as a service.", no_args_is_help=True)
 data_cli = typer.Typer(help="Built-in datasets.", no_args_is_help=True)
 fetch_cli = typer.Typer(help="Fetch a built-in dataset into the data dir.", no_args_is_help=True)
+keys_cli = typer.Typer(help="API keys of the local database (stored hashed).", no_args_is_help=True)
 cli.add_typer(data_cli, name="data")
 data_cli.add_typer(fetch_cli, name="fetch")
+cli.add_typer(keys_cli, name="keys")
 
 
 def worker_command() -> list[str]:
@@ -195,6 +197,74 @@ def _print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, allow_nan=False, default=str))
 
 
+# --- API keys (local database) ---------------------------------------------------------------
+
+
+@keys_cli.command("create")
+def keys_create(
+    scope: Annotated[list[str], typer.Option("--scope", help="A scope; repeat for several "
+                     "(requests:write, requests:read, models:read, admin).")],
+    name: Annotated[str, typer.Option("--name", help="What the key is for.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Create a key and print it once: only its SHA-256 is stored."""
+    from app.db.session import session_scope
+    from app.errors import InvalidInput
+    from app.services.auth import create_key
+
+    _prepare()
+    try:
+        with session_scope() as session:
+            key, plaintext = create_key(session, name, scope)
+            key_id, scopes = key.id, list(key.scopes)
+    except InvalidInput as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(2) from exc
+    if json_out:
+        _print_json({"id": key_id, "name": name, "scopes": scopes, "key": plaintext})
+    else:
+        typer.echo(f"key id {key_id} ({name}; scopes {', '.join(scopes)})")
+        typer.echo(f"API key (shown once, store it now): {plaintext}")
+
+
+@keys_cli.command("list")
+def keys_list(json_out: JsonOpt = False) -> None:
+    """Every key: id, name, scopes, created and revoked times (never the key itself)."""
+    from sqlalchemy import select
+
+    from app.db.models import ApiKey
+    from app.db.session import session_scope
+
+    _prepare()
+    with session_scope() as session:
+        rows = [{"id": k.id, "name": k.name, "scopes": list(k.scopes),
+                 "created_at": k.created_at.isoformat(),
+                 "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None}
+                for k in session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id))]
+    if json_out:
+        _print_json(rows)
+        return
+    for r in rows:
+        state = f"revoked {r['revoked_at']}" if r["revoked_at"] else "active"
+        typer.echo(f"{r['id']}  {r['name']:<20} {','.join(r['scopes']):<40} {state}")
+
+
+@keys_cli.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (from `lethe keys list`).")]) -> None:
+    """Revoke a key; requests with it answer 401 from now on."""
+    from app.db.models import ApiKey
+    from app.db.session import session_scope
+    from app.services.auth import revoke_key
+
+    _prepare()
+    with session_scope() as session:
+        if session.get(ApiKey, key_id) is None:
+            typer.echo(f"error: no API key {key_id!r}", err=True)
+            raise typer.Exit(2)
+        revoke_key(session, key_id)
+    typer.echo(f"revoked {key_id}")
+
+
 @cli.command()
 @_remote
 def forget(model: Annotated[str, typer.Option("--model", help="Model id.")],
@@ -239,6 +309,20 @@ def status(request_id: Annotated[str, typer.Argument(help="Deletion request id."
         for field in ("id", "model_id", "status", "sample_count", "version", "error", "created_at",
                       "updated_at"):
             typer.echo(f"{field:<13} {request.get(field)}")
+    return 0
+
+
+@cli.command()
+@_remote
+def cancel(request_id: Annotated[str, typer.Argument(help="Deletion request id.")],
+           url: UrlOpt = DEFAULT_URL, key: KeyOpt = None, json_out: JsonOpt = False) -> int:
+    """Cancel a pending deletion request (an error, exit 2, once it is sealed into a batch)."""
+    with make_client(url, key) as client:
+        request = client.cancel_request(request_id)
+    if json_out:
+        _print_json(request)
+    else:
+        typer.echo(f"request {request['id']}: {request['status']}")
     return 0
 
 

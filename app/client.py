@@ -184,6 +184,17 @@ class _Api:
         return _Call.create(f"/v1/models/{model_id}/retrain", None, (202,))
 
     @staticmethod
+    def _cancel(request_id: str) -> _Call:
+        return _Call("POST", f"/v1/deletion-requests/{request_id}/cancel")  # idempotent
+
+    @staticmethod
+    def _list_requests(model_id: str | None, status: str | None, limit: int,
+                       cursor: str | None) -> _Call:
+        params = {k: v for k, v in (("model_id", model_id), ("status", status), ("limit", limit),
+                                    ("cursor", cursor)) if v is not None}
+        return _Call("GET", "/v1/deletion-requests", params=params)
+
+    @staticmethod
     def _get(path: str, params: dict[str, Any] | None = None) -> _Call:
         return _Call("GET", path, params=params)
 
@@ -330,6 +341,15 @@ class LetheClient(_Api):
 
     def get_request(self, request_id: str) -> dict[str, Any]:
         return self._run(self._get(f"/v1/deletion-requests/{request_id}"))  # type: ignore[no-any-return]
+
+    def list_requests(self, model_id: str | None = None, status: str | None = None,
+                      limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
+        """A page of deletion requests, oldest first: ``{"items": [...], "next_cursor"}``."""
+        return self._run(self._list_requests(model_id, status, limit, cursor))  # type: ignore[no-any-return]
+
+    def cancel_request(self, request_id: str) -> dict[str, Any]:
+        """Cancel a pending request (409, as :class:`LetheClientError`, once it is batched)."""
+        return self._run(self._cancel(request_id))  # type: ignore[no-any-return]
 
     def receipt(self, request_id: str) -> dict[str, Any]:
         """A completed request's receipt (inclusion proofs and signed certificates)."""
@@ -530,6 +550,15 @@ class AsyncLetheClient(_Api):
 
     async def get_request(self, request_id: str) -> dict[str, Any]:
         return await self._run(self._get(f"/v1/deletion-requests/{request_id}"))  # type: ignore[no-any-return]
+
+    async def list_requests(self, model_id: str | None = None, status: str | None = None,
+                            limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
+        """A page of deletion requests, oldest first: ``{"items": [...], "next_cursor"}``."""
+        return await self._run(self._list_requests(model_id, status, limit, cursor))  # type: ignore[no-any-return]
+
+    async def cancel_request(self, request_id: str) -> dict[str, Any]:
+        """Cancel a pending request (409, as :class:`LetheClientError`, once it is batched)."""
+        return await self._run(self._cancel(request_id))  # type: ignore[no-any-return]
 
     async def receipt(self, request_id: str) -> dict[str, Any]:
         return await self._run(self._get(f"/v1/deletion-requests/{request_id}/receipt"))  # type: ignore[no-any-return]

@@ -6,6 +6,7 @@
     ├── NotFound                    404  an id that does not exist
     ├── InvalidInput                422  well-formed JSON that the service refuses
     ├── StateConflict               409  the resource is in a state that forbids the action
+    │   └── IdempotencyConflict     409  an Idempotency-Key reused with another request
     ├── Unauthorized                401  no key, or an unknown / revoked key
     └── Forbidden                   403  a valid key without the route's scope
 
@@ -42,6 +43,10 @@ class InvalidInput(LetheError):
 class StateConflict(LetheError):
     status = 409
     title = "Conflict"
+
+
+class IdempotencyConflict(StateConflict):
+    title = "Idempotency key reused"
 
 
 class Unauthorized(LetheError):

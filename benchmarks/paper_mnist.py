@@ -35,7 +35,7 @@ from app.unlearning.objective import Objective
 from app.unlearning.params import load_flat_params
 from app.unlearning.reference import lissa_draws, reference_lissa
 from app.unlearning.release import noisy_release
-from app.unlearning.solvers import SolverDivergedError, solve_lissa
+from app.unlearning.solvers import RESIDUAL_GUARD, SolverDivergedError, solve_lissa
 from app.unlearning.spectrum import (
     auto_damping,
     lanczos_lambda_min,
@@ -157,6 +157,13 @@ def run_method(s: Setup, name: str, solver: str, damping: float, options: dict[s
         cur = RetainSetCurvature(s.objective, s.x[retain], s.y[retain])
         g = cur.gradient(w_k)
         residual = norm(g - cur.hvp(w_k, step.ihvp.v) - damping * step.ihvp.v)
+    if solver == "lissa" and residual > RESIDUAL_GUARD * step.gradient_norm:
+        # The product's residual guard (solvers.solve_lissa) refuses such a step: worse than v = 0.
+        return [{**base, "sigma": None, "time_s": step_s, "hvp_count": step.ihvp.hvp_count,
+                 "residual_norm": residual,
+                 "error": f"refused by the residual guard: ‖g − (H + λI)v‖ = {residual:.3g} > "
+                          f"{RESIDUAL_GUARD:g}·‖g‖ = {RESIDUAL_GUARD * step.gradient_norm:.3g} "
+                          "(slow divergence; H + λI indefinite)"}]
     rows = []
     for sigma in SIGMAS:
         released = noisy_release(step.params_new, sigma) if sigma > 0 else step.params_new

@@ -13,6 +13,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from app.api.idempotency import install_idempotency
+from app.api.metrics import Metrics, MetricsMiddleware
 from app.api.problems import install_problem_handlers
 from app.api.routes import ROUTERS
 from app.db.migrate import upgrade_to_head
@@ -53,7 +55,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.metrics = Metrics()
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     install_problem_handlers(app)
+    install_idempotency(app)
     for router in ROUTERS:
         app.include_router(router)
     return app

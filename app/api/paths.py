@@ -5,6 +5,8 @@ from __future__ import annotations
 V1 = "/v1"
 
 HEALTH = "/healthz"
+READY = "/readyz"
+METRICS = "/metrics"
 
 DATASETS = f"{V1}/datasets"
 DATASET = f"{V1}/datasets/{{dataset_id}}"
@@ -19,7 +21,9 @@ MODEL_VERSION_DOWNLOAD = f"{V1}/models/{{model_id}}/versions/{{number}}/download
 MODEL_VERSION_CERTIFICATE = f"{V1}/models/{{model_id}}/versions/{{number}}/certificate"
 MODEL_BUDGET = f"{V1}/models/{{model_id}}/budget"
 
+DELETION_REQUESTS = f"{V1}/deletion-requests"
 DELETION_REQUEST = f"{V1}/deletion-requests/{{request_id}}"
+DELETION_REQUEST_CANCEL = f"{V1}/deletion-requests/{{request_id}}/cancel"
 DELETION_REQUEST_RECEIPT = f"{V1}/deletion-requests/{{request_id}}/receipt"
 KEYS = f"{V1}/keys"
 JOB = f"{V1}/jobs/{{job_id}}"

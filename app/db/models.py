@@ -118,7 +118,10 @@ class DeletionRequest(Base):
     """pending → batched → applying → completed | failed; pending → canceled (DESIGN.md)."""
 
     __tablename__ = "deletion_requests"
-    __table_args__ = (Index("ix_deletion_requests_model_status", "model_id", "status"),)
+    __table_args__ = (
+        Index("ix_deletion_requests_model_status", "model_id", "status"),
+        Index("ix_deletion_requests_created_id", "created_at", "id"),
+    )
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     model_id: Mapped[str] = mapped_column(ForeignKey("models.id"))
     sample_ids: Mapped[list[Any]] = mapped_column(JSON)  # ints: row indices of the train split
@@ -158,4 +161,26 @@ class LedgerEntry(Base):
     cumulative_epsilon: Mapped[float] = mapped_column(Float)
     cumulative_delta: Mapped[float] = mapped_column(Float)
     accountant: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IdempotencyKey(Base):
+    """A creating POST's ``Idempotency-Key``, scoped by the API key that sent it, with the
+    request's fingerprint and the answer it got. Written in the transaction that created the
+    resource, so the two exist together or not at all."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        UniqueConstraint("api_key_id", "key", name="uq_idempotency_keys_api_key_key"),
+    )
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    api_key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"))
+    key: Mapped[str] = mapped_column(String(200))
+    method: Mapped[str] = mapped_column(String(10))
+    path: Mapped[str] = mapped_column(String(500))
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    # Null only inside the transaction that claimed the key (never committed that way).
+    status_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    response_body: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    response_headers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

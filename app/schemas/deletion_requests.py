@@ -33,3 +33,11 @@ class DeletionRequestPublic(PublicModel):
     sample_count: int
     created_at: UtcDatetime
     updated_at: UtcDatetime
+
+
+class DeletionRequestPage(PublicModel):
+    """A page of deletion requests, oldest first; pass ``next_cursor`` as ``cursor`` for the next
+    page (``null`` on the last one)."""
+
+    items: list[DeletionRequestPublic]
+    next_cursor: str | None

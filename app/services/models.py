@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from app.db.models import Dataset, DeletionRequest, Job, Model, utcnow
 from app.errors import InvalidInput, NotFound, StateConflict
 from app.schemas.models import ModelCreate
+from app.services.pagination import after, decode_cursor, encode_cursor
 
 __all__ = [
     "create_model",
@@ -67,9 +68,27 @@ def get_model(session: Session, model_id: str) -> Model:
     return model
 
 
-def list_models(session: Session) -> Sequence[Model]:
-    """All models, oldest first."""
-    return session.scalars(select(Model).order_by(Model.created_at, Model.id)).all()
+def list_models(
+    session: Session, *, limit: int | None = None, cursor: str | None = None
+) -> tuple[Sequence[Model], str | None]:
+    """Models oldest first (``created_at``, then ``id``): all of them, or a page of ``limit`` after
+    ``cursor``.
+
+    Returns:
+        ``(models, next_cursor)``; ``next_cursor`` is ``None`` on the last page.
+
+    Raises:
+        InvalidInput: A cursor this service did not write.
+    """
+    query = select(Model).order_by(Model.created_at, Model.id)
+    if cursor is not None:
+        query = query.where(after(Model.created_at, Model.id, decode_cursor(cursor)))
+    if limit is None:
+        return session.scalars(query).all(), None
+    rows = session.scalars(query.limit(limit + 1)).all()
+    items = rows[:limit]
+    more = len(rows) > limit
+    return items, encode_cursor(items[-1].created_at, items[-1].id) if more else None
 
 
 def train_job_ids(session: Session, model_ids: Iterable[str]) -> dict[str, str]:

@@ -16,6 +16,8 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 
+from dataclasses import dataclass
+
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -24,14 +26,19 @@ from app.errors import InvalidInput, NotFound, StateConflict
 from app.services.batching import seal_if_due
 from app.services.forgotten import forgotten_versions
 from app.services.models import get_model
+from app.services.pagination import after, decode_cursor, encode_cursor
 from app.settings import get_settings
 
 __all__ = [
+    "CANCELABLE",
     "MAX_LISTED_IDS",
+    "RequestPage",
+    "cancel",
     "fail_job_requests",
     "finish_job_requests",
     "forget_set_of_job",
     "get_request",
+    "list_requests",
     "mark_job_requests_applying",
     "parse_sample_ids",
     "requests_of_job",
@@ -169,6 +176,74 @@ def get_request(session: Session, request_id: str) -> DeletionRequest:
     if request is None:
         raise NotFound(f"no deletion request {request_id!r}", request_id=request_id)
     return request
+
+
+CANCELABLE = "pending"
+"""Only a request not yet sealed into a batch can be canceled."""
+
+
+def cancel(session: Session, request_id: str, *, now: datetime | None = None) -> DeletionRequest:
+    """``pending`` → ``canceled``, by a conditional UPDATE: a concurrent seal (``... WHERE status =
+    'pending'``) and this cancel cannot both win. Canceling a canceled request is a no-op.
+
+    Raises:
+        NotFound: Unknown request.
+        StateConflict: The request was sealed into a batch already (``batched``, ``applying``,
+            ``completed`` or ``failed``); names its status.
+    """
+    result = session.execute(
+        update(DeletionRequest)
+        .where(DeletionRequest.id == request_id, DeletionRequest.status == CANCELABLE)
+        .values(status="canceled", updated_at=now or utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    request = get_request(session, request_id)
+    session.refresh(request)
+    if result.rowcount or request.status == "canceled":  # type: ignore[attr-defined]
+        return request
+    raise StateConflict(
+        f"deletion request {request_id!r} is {request.status} and can no longer be canceled "
+        "(only a pending request, not yet sealed into a batch, can be)",
+        request_id=request_id, request_status=request.status,
+    )
+
+
+@dataclass(frozen=True)
+class RequestPage:
+    items: Sequence[DeletionRequest]
+    next_cursor: str | None
+
+
+def list_requests(
+    session: Session, *, model_id: str | None = None, status: str | None = None,
+    limit: int = 50, cursor: str | None = None,
+) -> RequestPage:
+    """Deletion requests oldest first (``created_at``, then ``id``), filtered by model and status.
+
+    Args:
+        limit: Page size.
+        cursor: ``next_cursor`` of the previous page.
+
+    Returns:
+        The page and the cursor of the next one (``None`` on the last page).
+
+    Raises:
+        InvalidInput: A cursor this service did not write.
+    """
+    query = select(DeletionRequest)
+    if model_id is not None:
+        query = query.where(DeletionRequest.model_id == model_id)
+    if status is not None:
+        query = query.where(DeletionRequest.status == status)
+    if cursor is not None:
+        query = query.where(after(DeletionRequest.created_at, DeletionRequest.id,
+                                  decode_cursor(cursor)))
+    rows = session.scalars(
+        query.order_by(DeletionRequest.created_at, DeletionRequest.id).limit(limit + 1)
+    ).all()
+    items = rows[:limit]
+    more = len(rows) > limit
+    return RequestPage(items, encode_cursor(items[-1].created_at, items[-1].id) if more else None)
 
 
 # --- worker side -----------------------------------------------------------------------------

@@ -49,6 +49,11 @@ class Server:
             return httpx.Response(200, json={"id": "r1", "model_id": "m1", "sample_count": 3,
                                              "status": "completed" if done else "applying",
                                              "version": 1 if done else None, "error": None})
+        if path == "/v1/deletion-requests/r1/cancel" and request.method == "POST":
+            return httpx.Response(200, json={"id": "r1", "status": "canceled"})
+        if path == "/v1/deletion-requests/r2/cancel":
+            return httpx.Response(409, json={"title": "Conflict", "status": 409,
+                                             "detail": "deletion request 'r2' is batched"})
         if path == "/v1/models/m1/versions/1/certificate":
             return httpx.Response(200, json={"weights_sha256": SHA})
         if path == "/v1/models/m1/versions/1/download":
@@ -122,3 +127,11 @@ def test_errors_exit_2_with_the_problem(server: Server) -> None:
     assert json.loads(result.stdout)["error"]["detail"] == "unknown /v1/models/nope/budget"
     text = run("status", "zzz")
     assert text.exit_code == 2 and "404 Not found" in text.stderr
+
+
+def test_cancel(server: Server) -> None:
+    result = run("cancel", "r1", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["status"] == "canceled"
+    assert run("cancel", "r1").stdout.strip() == "request r1: canceled"
+    refused = run("cancel", "r2")
+    assert refused.exit_code == 2 and "batched" in refused.stderr

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Response, status
 
 from app.api import paths
 from app.api.deps import SessionDep, SettingsDep, require
+from app.api.idempotency import IdempotencyDep
 from app.db.models import ApiKey
 from app.schemas.datasets import DatasetCreate, DatasetPublic
 from app.services import datasets as service
@@ -23,13 +24,14 @@ def register_dataset(
     settings: SettingsDep,
     response: Response,
     _key: Annotated[ApiKey, Depends(require(SCOPE_ADMIN))],
+    idem: IdempotencyDep,
 ) -> DatasetPublic:
     """Register a built-in dataset (``mnist`` must be fetched first: ``lethe data fetch mnist``)."""
     dataset = service.register_builtin(
         session, name=body.name, source=body.source, data_dir=settings.resolved_data_dir
     )
     response.headers["Location"] = paths.url(paths.DATASET, dataset_id=dataset.id)
-    return DatasetPublic.model_validate(dataset)
+    return idem.remember(201, DatasetPublic.model_validate(dataset), response)
 
 
 @router.get(paths.DATASETS)

@@ -1,15 +1,18 @@
-"""Deletion requests: submit (requests:write), poll and fetch the receipt (requests:read)."""
+"""Deletion requests: submit and cancel (requests:write); list, poll and fetch the receipt
+(requests:read)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
 from app.api import paths
 from app.api.deps import SessionDep, UnitOfWorkDep, require
+from app.api.idempotency import IdempotencyDep
 from app.db.models import ApiKey, DeletionRequest
-from app.schemas.deletion_requests import DeletionRequestCreate, DeletionRequestPublic
+from app.schemas.deletion_requests import (DeletionRequestCreate, DeletionRequestPage,
+                                           DeletionRequestPublic, RequestStatus)
 from app.schemas.receipts import ReceiptPublic
 from app.services import batching, receipts
 from app.services import requests as service
@@ -39,6 +42,7 @@ def submit_deletion_request(
     uow: UnitOfWorkDep,
     response: Response,
     _key: Annotated[ApiKey, Depends(require(SCOPE_REQUESTS_WRITE))],
+    idem: IdempotencyDep,
 ) -> DeletionRequestPublic:
     """Ask the model to forget training samples; poll the ``Location`` until ``completed``."""
     request, jobs = service.submit(uow.session, model_id, body.sample_ids)
@@ -48,7 +52,37 @@ def submit_deletion_request(
         if wait_s is not None:
             uow.after_commit.add(schedule_seal_check, model_id, wait_s)
     response.headers["Location"] = paths.url(paths.DELETION_REQUEST, request_id=request.id)
-    return to_public(request)
+    return idem.remember(202, to_public(request), response)
+
+
+@router.get(paths.DELETION_REQUESTS)
+def list_deletion_requests(
+    session: SessionDep,
+    _key: Annotated[ApiKey, Depends(require(SCOPE_REQUESTS_READ))],
+    model_id: Annotated[str | None, Query(min_length=1, max_length=64,
+                                          description="Only this model's requests.")] = None,
+    status_: Annotated[RequestStatus | None, Query(
+        alias="status", description="Only requests in this status.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="Requests per page.")] = 50,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=200,
+                                        description="`next_cursor` of the previous page.")] = None,
+) -> DeletionRequestPage:
+    """Deletion requests, oldest first, with cursor pagination."""
+    page = service.list_requests(session, model_id=model_id, status=status_, limit=limit,
+                                 cursor=cursor)
+    return DeletionRequestPage(items=[to_public(r) for r in page.items],
+                               next_cursor=page.next_cursor)
+
+
+@router.post(paths.DELETION_REQUEST_CANCEL)
+def cancel_deletion_request(
+    request_id: str,
+    session: SessionDep,
+    _key: Annotated[ApiKey, Depends(require(SCOPE_REQUESTS_WRITE))],
+) -> DeletionRequestPublic:
+    """Cancel a ``pending`` request; 409 once it is sealed into a batch (the problem names its
+    status). Canceling a canceled request answers it again."""
+    return to_public(service.cancel(session, request_id))
 
 
 @router.get(paths.DELETION_REQUEST)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
 from app.api import paths
 from app.api.deps import SessionDep, UnitOfWorkDep, require
+from app.api.idempotency import IdempotencyDep
 from app.db.models import ApiKey, Model
 from app.schemas.common import RequestBody
 from app.schemas.jobs import RetrainAccepted
@@ -51,19 +52,32 @@ def create_model(
     uow: UnitOfWorkDep,
     response: Response,
     _key: Annotated[ApiKey, Depends(require(SCOPE_ADMIN))],
+    idem: IdempotencyDep,
 ) -> ModelPublic:
     """Create a model and queue its training; poll ``GET /v1/models/{id}`` until ``ready``."""
     model, job = service.create_model(uow.session, body)
     uow.after_commit.enqueue([job])
     response.headers["Location"] = paths.url(paths.MODEL, model_id=model.id)
-    return to_public(model, job.id)
+    return idem.remember(202, to_public(model, job.id), response)
+
+
+NEXT_CURSOR_HEADER = "Next-Cursor"
 
 
 @router.get(paths.MODELS)
 def list_models(
-    session: SessionDep, _key: Annotated[ApiKey, Depends(require(SCOPE_MODELS_READ))]
+    session: SessionDep,
+    response: Response,
+    _key: Annotated[ApiKey, Depends(require(SCOPE_MODELS_READ))],
+    limit: Annotated[int | None, Query(ge=1, le=500, description="Models per page (default: all).")] = None,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=200,
+                                        description="The `Next-Cursor` header of the previous page.")] = None,
 ) -> list[ModelPublic]:
-    models = service.list_models(session)
+    """Models, oldest first. With ``limit``, a page; the ``Next-Cursor`` header (absent on the
+    last page) is the ``cursor`` of the next one."""
+    models, next_cursor = service.list_models(session, limit=limit, cursor=cursor)
+    if next_cursor is not None:
+        response.headers[NEXT_CURSOR_HEADER] = next_cursor
     jobs = service.train_job_ids(session, (m.id for m in models))
     return [to_public(m, jobs.get(m.id)) for m in models]
 
@@ -84,9 +98,11 @@ def retrain_model(
     uow: UnitOfWorkDep,
     response: Response,
     _key: Annotated[ApiKey, Depends(require(SCOPE_ADMIN))],
+    idem: IdempotencyDep,
 ) -> RetrainAccepted:
     """Queue an exact retrain on the current retain set; it publishes a ``retrained`` version."""
     job = service.request_retrain(uow.session, model_id)
     uow.after_commit.enqueue([job])
     response.headers["Location"] = paths.url(paths.JOB, job_id=job.id)
-    return RetrainAccepted(job_id=job.id, status=job.status)  # type: ignore[arg-type]
+    accepted = RetrainAccepted(job_id=job.id, status=job.status)  # type: ignore[arg-type]
+    return idem.remember(202, accepted, response)

@@ -1,0 +1,148 @@
+"""``Idempotency-Key`` on creating POSTs (DESIGN.md, HTTP conventions).
+
+A key is scoped by the API key that sends it. The first request with a key *claims* it: a row in
+``idempotency_keys`` holding the request's fingerprint (SHA-256 over the method, the path and the
+canonical JSON body, RFC 8785), inserted before anything else is written; the handler then creates
+its rows and :meth:`Claim.remember` stores the answer on that row, all in one transaction. So a
+crash leaves both the resource and its key, or neither; and a failed request (4xx) stores nothing,
+so it may be retried with the same key.
+
+A later request with the same key and the same fingerprint gets the stored answer back
+(:class:`Replay`, raised so that the unit of work rolls back and nothing is created); with another
+fingerprint it is refused (:class:`~app.errors.IdempotencyConflict`, 409). Two concurrent requests
+with one key meet at the unique constraint ``(api_key_id, key)``: the loser's transaction (empty
+so far) is rolled back and it answers as a later request would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import rfc8785
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.db.models import IdempotencyKey
+from app.errors import IdempotencyConflict, InvalidInput
+
+__all__ = ["MAX_KEY_CHARS", "Claim", "Replay", "claim", "fingerprint"]
+
+log = logging.getLogger(__name__)
+
+MAX_KEY_CHARS = 200
+
+
+class Replay(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """The stored answer of an earlier request with the same key and fingerprint."""
+
+    def __init__(self, status_code: int, body: Any, headers: dict[str, str]) -> None:
+        super().__init__(f"replay of a stored {status_code} answer")
+        self.status_code = status_code
+        self.body = body
+        self.headers = headers
+
+
+def _canonical_body(body: bytes) -> bytes:
+    if not body.strip():
+        return b""
+    try:
+        return rfc8785.dumps(json.loads(body))
+    except (ValueError, TypeError, rfc8785.CanonicalizationError):
+        return body  # not canonicalisable JSON: the bytes themselves
+
+
+def fingerprint(method: str, path: str, body: bytes) -> str:
+    """SHA-256 hex of the method, the path and the body in canonical JSON (RFC 8785), so key
+    order and whitespace do not matter.
+
+    >>> fingerprint("POST", "/v1/x", b'{"a": 1, "b": 2}') == fingerprint("POST", "/v1/x", b'{"b":2,"a":1}')
+    True
+    """
+    digest = hashlib.sha256()
+    for part in (method.upper().encode(), path.encode(), _canonical_body(body)):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def check_key(key: str) -> str:
+    """Raises: InvalidInput (422) for an empty key or one over 200 characters."""
+    if not key or len(key) > MAX_KEY_CHARS:
+        raise InvalidInput(
+            f"Idempotency-Key must be 1 to {MAX_KEY_CHARS} characters (got {len(key)})",
+            field="Idempotency-Key", max_length=MAX_KEY_CHARS,
+        )
+    return key
+
+
+@dataclass
+class Claim:
+    """A key claimed by this transaction; store the answer with :meth:`remember`."""
+
+    session: Session
+    row: IdempotencyKey
+
+    def remember(self, status_code: int, body: Any, headers: dict[str, str]) -> None:
+        """Store the answer (JSON-ready ``body``) on the claimed row, in the same transaction."""
+        self.row.status_code = status_code
+        self.row.response_body = body
+        self.row.response_headers = dict(headers)
+        self.session.flush()
+
+
+def _answer(row: IdempotencyKey, request_sha256: str) -> Replay:
+    if row.request_sha256 != request_sha256:
+        raise IdempotencyConflict(
+            "this Idempotency-Key was already used with a different request "
+            f"({row.method} {row.path} with another body); use a new key",
+            idempotency_key=row.key,
+        )
+    if row.status_code is None:  # pragma: no cover - never committed unanswered
+        raise IdempotencyConflict("a request with this Idempotency-Key is still in progress",
+                                  idempotency_key=row.key)
+    return Replay(row.status_code, row.response_body, dict(row.response_headers or {}))
+
+
+def _find(session: Session, api_key_id: str, key: str) -> IdempotencyKey | None:
+    return session.scalar(select(IdempotencyKey).where(
+        IdempotencyKey.api_key_id == api_key_id, IdempotencyKey.key == key))
+
+
+def claim(session: Session, api_key_id: str, key: str, *, method: str, path: str,
+          body: bytes) -> Claim:
+    """Claim ``key`` for this request, before the handler writes anything.
+
+    Returns:
+        The claim; call :meth:`Claim.remember` once the answer is known.
+
+    Raises:
+        Replay: The key was used before with the same request: answer what was stored.
+        IdempotencyConflict: The key was used before with another request (409).
+        InvalidInput: A key that is empty or longer than 200 characters (422).
+    """
+    check_key(key)
+    request_sha256 = fingerprint(method, path, body)
+    existing = _find(session, api_key_id, key)
+    if existing is not None:
+        raise _answer(existing, request_sha256)
+    row = IdempotencyKey(api_key_id=api_key_id, key=key, method=method.upper(), path=path,
+                         request_sha256=request_sha256)
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError:
+        # A concurrent request with this key committed first. Nothing is written yet in this
+        # transaction, so rolling it back loses nothing; then answer as a later request.
+        session.rollback()
+        log.info("idempotency key %r: lost a concurrent claim; answering from the winner", key)
+        existing = _find(session, api_key_id, key)
+        if existing is None:  # pragma: no cover - the winner rolled back meanwhile
+            raise IdempotencyConflict("a concurrent request with this Idempotency-Key failed; "
+                                      "retry", idempotency_key=key) from None
+        raise _answer(existing, request_sha256) from None
+    return Claim(session, row)

@@ -1,0 +1,133 @@
+"""On real PostgreSQL (read committed, truly concurrent transactions): duplicates with one
+``Idempotency-Key`` create one resource (the losers meet the unique constraint and answer the
+stored response), and a cancel racing a seal never both win."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+    from fastapi.testclient import TestClient
+
+from app import broker
+from app.api.main import create_app
+from app.db import models as orm
+from app.db.session import reset_engine, session_scope
+from app.services import batching
+from app.services import requests as requests_service
+from app.settings import get_settings
+
+ADMIN = "pg-admin-key-0123456789"
+HEADERS = {"Authorization": f"Bearer {ADMIN}"}
+
+
+def _forget_state() -> None:
+    if broker.producer.cache_info().currsize:
+        broker.producer().close()
+    broker.producer.cache_clear()
+    reset_engine()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def client(fresh_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    monkeypatch.setenv("LETHE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LETHE_DATABASE_URL", fresh_database)
+    monkeypatch.setenv("LETHE_BOOTSTRAP_ADMIN_KEY", ADMIN)
+    monkeypatch.delenv("LETHE_BROKER_URL", raising=False)
+    _forget_state()
+    with TestClient(create_app()) as test_client:
+        yield test_client
+    _forget_state()
+
+
+def _ready_model(client: TestClient) -> str:
+    dataset = client.post("/v1/datasets", json={"name": "d", "source": "digits"}, headers=HEADERS)
+    model = client.post("/v1/models", json={"name": "m", "dataset_id": dataset.json()["id"],
+                                            "architecture": "logreg"}, headers=HEADERS).json()
+    with session_scope() as s:
+        row = s.get(orm.Model, model["id"])
+        assert row is not None
+        row.status, row.current_version = "ready", 0
+    return str(model["id"])
+
+
+def _together(n: int, fn: Any) -> list[Any]:
+    barrier = threading.Barrier(n)
+    out: list[Any] = [None] * n
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            out[i] = fn(i)
+        except Exception as exc:  # noqa: BLE001
+            out[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def test_concurrent_duplicates_create_one_request(client: TestClient) -> None:
+    model_id = _ready_model(client)
+    url = f"/v1/models/{model_id}/deletion-requests"
+    for round_ in range(5):
+        answers = _together(12, lambda _i: client.post(
+            url, json={"sample_ids": [str(round_)]},
+            headers=HEADERS | {"Idempotency-Key": f"race-{round_}"}))
+        assert [a.status_code for a in answers] == [202] * 12, [a.text for a in answers]
+        assert len({a.json()["id"] for a in answers}) == 1
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(orm.DeletionRequest)) == 5
+        assert s.scalar(select(func.count()).select_from(orm.IdempotencyKey)) == 5
+
+
+def test_concurrent_different_bodies_one_wins_the_rest_409(client: TestClient) -> None:
+    model_id = _ready_model(client)
+    url = f"/v1/models/{model_id}/deletion-requests"
+    answers = _together(8, lambda i: client.post(
+        url, json={"sample_ids": [str(i)]}, headers=HEADERS | {"Idempotency-Key": "one"}))
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [202] + [409] * 7, [a.text for a in answers]
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(orm.DeletionRequest)) == 1
+
+
+def test_cancel_and_seal_never_both_win(client: TestClient) -> None:
+    model_id = _ready_model(client)
+    for round_ in range(10):
+        req = client.post(f"/v1/models/{model_id}/deletion-requests",
+                          json={"sample_ids": [str(round_)]}, headers=HEADERS).json()
+
+        def act(i: int) -> Any:
+            if i == 0:
+                return client.post(f"/v1/deletion-requests/{req['id']}/cancel",
+                                   headers=HEADERS).status_code
+            with session_scope() as s:
+                job = batching.seal_if_due(s, model_id, force=True)
+                return job.id if job else None
+
+        cancel_code, job_id = _together(2, act)
+        with session_scope() as s:
+            row = s.get(orm.DeletionRequest, req["id"])
+            assert row is not None
+            if cancel_code == 200:
+                assert row.status == "canceled" and row.job_id is None and job_id is None
+            else:
+                assert cancel_code == 409 and row.status == "batched" and row.job_id == job_id
+                job = s.get(orm.Job, job_id)
+                assert [r.id for r in requests_service.requests_of_job(s, job_id)] == [req["id"]]
+                assert job is not None
+                job.status = "succeeded"
+                row.status = "completed"
