@@ -299,33 +299,42 @@ def _ledger_zero(retain_size: int) -> dict[str, Any]:
 
 # --- unlearn one batch ------------------------------------------------------------------------
 
-def _batch(session: Session, ctx: JobContext) -> tuple[set[int], list[int], int, str]:
-    """(already forgotten, this job's D_u, current version, the job id of its internal state)."""
-    forgotten = set(forgotten_versions(session, ctx.model_id))
-    new = requests.forget_set_of_job(session, session.get_one(Job, ctx.job_id))
-    model = session.get_one(Model, ctx.model_id)
-    if model.current_version is None:
-        raise RuntimeError("the model has no published version to unlearn from")
-    current = session.scalars(select(Version).where(Version.model_id == ctx.model_id,
-                                                    Version.number == model.current_version)).one()
-    return forgotten, new, current.number, current.job_id or ""
+@dataclass(frozen=True)
+class _Batch:
+    """What a job removes: its D_u (``new``), everything removed so far, and the parent release."""
+
+    new: list[int]
+    removed: set[int]
+    retain: np.ndarray  # int64 [n_r], rows of D_r
+    parent: int
+    parent_job: str
+    parent_sha: str
+
+
+def _batch(ctx: JobContext) -> _Batch:
+    with session_scope() as session:
+        new = requests.forget_set_of_job(session, session.get_one(Job, ctx.job_id))
+        removed = set(forgotten_versions(session, ctx.model_id)) | set(new)
+        model = session.get_one(Model, ctx.model_id)
+        if model.current_version is None:
+            raise RuntimeError("the model has no published version to unlearn from")
+        parent = session.scalars(select(Version).where(
+            Version.model_id == ctx.model_id, Version.number == model.current_version)).one()
+        retain = np.setdiff1d(np.arange(ctx.dataset_n, dtype=np.int64),
+                              np.fromiter(removed, dtype=np.int64, count=len(removed)))
+        return _Batch(new, removed, retain, parent.number, parent.job_id or "", parent.sha256)
 
 
 def _unlearn(ctx: JobContext) -> None:
-    with session_scope() as session:
-        forgotten, new, parent, parent_job = _batch(session, ctx)
-        parent_sha = session.scalars(select(Version.sha256).where(
-            Version.model_id == ctx.model_id, Version.number == parent)).one()
+    batch = _batch(ctx)
+    new, retain, parent = batch.new, batch.retain, batch.parent
     if not new:
         _complete_without_version(ctx)
         return
     data = _data(ctx)
     artifacts, private = _stores()
     model = compute.new_model(ctx.architecture, data, ctx.training)
-    w_k = compute.params_from_file(model, private.read_state(ctx.model_id, parent_job))
-    removed = forgotten | set(new)
-    retain = np.setdiff1d(np.arange(ctx.dataset_n, dtype=np.int64),
-                          np.fromiter(removed, dtype=np.int64, count=len(removed)))
+    w_k = compute.params_from_file(model, private.read_state(ctx.model_id, batch.parent_job))
     outcome = compute.unlearn_on(model, data, w_k, retain, np.asarray(new, dtype=np.int64),
                                  ctx.architecture, ctx.training, ctx.certification)
     delta = float(ctx.certification["delta"])
@@ -350,7 +359,8 @@ def _unlearn(ctx: JobContext) -> None:
               "forgotten_fraction": figures.forgotten_fraction}
     metrics = {"accuracy": outcome.accuracy, "step_norm": outcome.step.step_norm,
                "gradient_norm": outcome.step.gradient_norm}
-    cert = certificates.for_unlearning(ctx, sha, parent, parent_sha, new, outcome, ledger, metrics)
+    cert = certificates.for_unlearning(ctx, sha, parent, batch.parent_sha, new, outcome, ledger,
+                                       metrics)
     _publish(ctx, kind="unlearned", sha=sha, size=size, cert=cert, metrics=metrics,
              new_forgotten=new, ledger=ledger, timings=outcome.elapsed_s, new_lineage=False,
              parent=parent)
@@ -377,22 +387,19 @@ def _complete_without_version(ctx: JobContext) -> None:
             request.version, request.status = max(forgot.values()), "completed"
         session.execute(update(Job).where(Job.id == ctx.job_id).values(
             status="succeeded", progress=1.0, finished_at=_now()))
+        _release(session, ctx.model_id, ctx.job_id)
 
 
 # --- exact retrain ----------------------------------------------------------------------------
 
 def _retrain(ctx: JobContext, reason: str = "requested by an admin") -> None:
     """Exact retrain from scratch on D_r, serving every request sealed into the job."""
-    with session_scope() as session:
-        forgotten, new, parent, _ = _batch(session, ctx)
-        parent_sha = session.scalars(select(Version.sha256).where(
-            Version.model_id == ctx.model_id, Version.number == parent)).one()
-    removed = forgotten | set(new)
-    retain = np.setdiff1d(np.arange(ctx.dataset_n, dtype=np.int64),
-                          np.fromiter(removed, dtype=np.int64, count=len(removed)))
+    batch = _batch(ctx)
+    new, removed, parent = batch.new, batch.removed, batch.parent
     data = _data(ctx)
     started = time.perf_counter()
-    model, outcome = compute.train_on(ctx.architecture, data, ctx.training, retain, _Progress(ctx.job_id))
+    model, outcome = compute.train_on(ctx.architecture, data, ctx.training, batch.retain,
+                                      _Progress(ctx.job_id))
     artifacts, private = _stores()
     state = compute.weights_file(model, outcome.params, _metadata(ctx))
     private.put_state(ctx.model_id, ctx.job_id, state)
@@ -402,8 +409,8 @@ def _retrain(ctx: JobContext, reason: str = "requested by an admin") -> None:
     metrics = {"accuracy": {"forget": forget_acc, **outcome.accuracy},
                "final_grad_norm": outcome.final_grad_norm, "train_s": outcome.elapsed_s}
     elapsed = time.perf_counter() - started
-    cert = certificates.for_retrain(ctx, sha, parent, parent_sha, new, sorted(removed), outcome,
-                                    metrics, elapsed, reason)
+    cert = certificates.for_retrain(ctx, sha, parent, batch.parent_sha, new, sorted(removed),
+                                    outcome, metrics, elapsed, reason)
     _publish(ctx, kind="retrained", sha=sha, size=size, cert=cert, metrics=metrics,
              new_forgotten=new, ledger=_ledger_zero(outcome.retain_size) | {"m": len(new)},
              timings={"train_s": outcome.elapsed_s, "total_s": elapsed}, new_lineage=True,
