@@ -105,6 +105,14 @@ def test_versions_list_get_download_and_certificate(api):
     assert part.content == data1[10:30]
     assert part.headers["content-range"] == f"bytes 10-29/{len(data1)}"
 
+    head = api.client.head(f"{base}/1/download", headers=api.admin)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == str(len(data1))
+    cached = api.client.get(f"{base}/1/download", headers={**api.admin, "If-None-Match": f'"{sha1}"'})
+    assert cached.status_code == 304 and cached.content == b"" and cached.headers["etag"] == f'"{sha1}"'
+    other = api.client.get(f"{base}/1/download", headers={**api.admin, "If-None-Match": '"abc"'})
+    assert other.status_code == 200 and other.content == data1
+
     cert = api.client.get(f"{base}/1/certificate", headers=api.admin)
     assert cert.status_code == 200
     assert cert.json() == {"method": "newton-lissa", "weights_sha256": "x"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 
 from app.api import paths
@@ -34,6 +34,7 @@ def get_version(model_id: str, number: VersionNumber, session: SessionDep, _key:
     return VersionPublic.model_validate(service.get_version(session, model_id, number))
 
 
+@router.head(paths.MODEL_VERSION_DOWNLOAD, include_in_schema=False)
 @router.get(
     paths.MODEL_VERSION_DOWNLOAD,
     response_class=FileResponse,
@@ -41,23 +42,29 @@ def get_version(model_id: str, number: VersionNumber, session: SessionDep, _key:
                      "description": "The released weights (safetensors); supports Range."}},
 )
 def download_version(
-    model_id: str, number: VersionNumber, session: SessionDep, settings: SettingsDep, _key: ModelsRead
-) -> FileResponse:
+    model_id: str, number: VersionNumber, request: Request, session: SessionDep,
+    settings: SettingsDep, _key: ModelsRead,
+) -> Response:
     """The released weights as safetensors, with ``Content-Length``, ``ETag`` (the SHA-256) and
-    ``Repr-Digest`` (RFC 9530) / ``Digest`` (RFC 3230) headers; byte ranges are served."""
+    ``Repr-Digest`` (RFC 9530) / ``Digest`` (RFC 3230) headers; byte ranges are served, and a
+    matching ``If-None-Match`` answers 304 (RFC 9110 §13.1.2)."""
     version = service.get_version(session, model_id, number)
     path = service.artifact_path(version, settings.artifacts_dir)
     digest_b64 = base64.b64encode(bytes.fromhex(version.sha256)).decode("ascii")
+    headers = {
+        "ETag": f'"{version.sha256}"',
+        "Repr-Digest": f"sha-256=:{digest_b64}:",
+        "Digest": f"SHA-256={digest_b64}",
+        "Cache-Control": "public, max-age=31536000, immutable",
+    }
+    wanted = {tag.strip() for tag in request.headers.get("if-none-match", "").split(",")}
+    if headers["ETag"] in wanted or "*" in wanted:
+        return Response(status_code=304, headers=headers)
     return FileResponse(
         path,
         media_type="application/octet-stream",
         filename=f"{model_id}-v{number}.safetensors",
-        headers={
-            "ETag": f'"{version.sha256}"',
-            "Repr-Digest": f"sha-256=:{digest_b64}:",
-            "Digest": f"SHA-256={digest_b64}",
-            "Cache-Control": "public, max-age=31536000, immutable",
-        },
+        headers=headers,
     )
 
 
