@@ -25,10 +25,8 @@ Imports httpx only (never torch); :mod:`app.verify` is imported when a verificat
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -205,30 +203,19 @@ def _model_body(name: str, dataset_id: str, architecture: str, spec: dict[str, A
 
 def _verify_files(cert: dict[str, Any], keys: list[dict[str, Any]], weights: Path | None,
                   receipt: dict[str, Any] | None) -> list[Check]:
-    """Run :func:`app.verify.verify` on in-memory documents (written to a temporary folder)."""
-    from app.verify import verify
+    """Run the checks of ``lethe verify`` on in-memory documents."""
+    from app.verify import Check, public_keys_from_json, verify_documents
 
-    with tempfile.TemporaryDirectory(prefix="lethe-verify-") as tmp:
-        folder = Path(tmp)
-        (folder / "cert.json").write_text(json.dumps(cert))
-        (folder / "keys.json").write_text(json.dumps(keys))
-        receipt_path = None
-        if receipt is not None:
-            receipt_path = folder / "receipt.json"
-            receipt_path.write_text(json.dumps(receipt))
-        return verify(folder / "cert.json", weights, receipt=receipt_path, key=folder / "keys.json")
+    try:
+        public = public_keys_from_json(keys, "GET /v1/keys")
+    except (ValueError, KeyError, TypeError) as exc:
+        return [Check("key", "FAIL", f"cannot load the public keys: {exc}"),
+                *verify_documents(cert, weights, receipt=receipt, keys={})]
+    return verify_documents(cert, weights, receipt=receipt, keys=public)
 
 
 def _part_path(path: Path) -> Path:
     return path.with_name(path.name + ".part")
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _range_headers(offset: int, etag: str) -> dict[str, str]:
@@ -245,7 +232,9 @@ def _total_bytes(response: httpx.Response, offset: int) -> int | None:
 
 
 def _finish_download(part: Path, path: Path, expected_sha: str, resumed_from: int) -> DownloadResult:
-    sha = _sha256_file(part)
+    from app.verify import sha256_file
+
+    sha = sha256_file(part)
     if sha != expected_sha:
         part.unlink(missing_ok=True)
         raise ChecksumMismatch(0, "Checksum mismatch",

@@ -109,9 +109,6 @@ def _key_from_text(text: str) -> Ed25519PublicKey:
 def load_public_keys(path: Path) -> dict[str, Ed25519PublicKey]:
     """Public keys by key id from a PEM file or the JSON of ``GET /v1/keys``.
 
-    The JSON may be the list that route returns, ``{"keys": [...]}``, or one key object. A key
-    whose stated ``key_id`` is not the id of its bytes is refused.
-
     Raises:
         ValueError: The file holds no usable Ed25519 public key.
     """
@@ -123,24 +120,35 @@ def load_public_keys(path: Path) -> dict[str, Ed25519PublicKey]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path} is neither PEM nor JSON: {exc}") from exc
+    return public_keys_from_json(data, str(path))
+
+
+def public_keys_from_json(data: Any, source: str = "keys") -> dict[str, Ed25519PublicKey]:
+    """Public keys by key id from the parsed JSON of ``GET /v1/keys``: the list that route
+    returns, ``{"keys": [...]}``, or one key object. A key whose stated ``key_id`` is not the id
+    of its bytes is refused.
+
+    Raises:
+        ValueError: No usable Ed25519 public key, or a mismatched ``key_id``.
+    """
     entries = data.get("keys", [data]) if isinstance(data, dict) else data
     if not isinstance(entries, list):
-        raise ValueError(f"{path}: expected a list of keys")
+        raise ValueError(f"{source}: expected a list of keys")
     keys: dict[str, Ed25519PublicKey] = {}
     for entry in entries:
         if not isinstance(entry, dict) or entry.get("alg", "Ed25519") != "Ed25519":
             continue
         key = _key_from_text(str(entry["public_key"]))
         if entry.get("key_id", _key_id(key)) != _key_id(key):
-            raise ValueError(f"{path}: key_id {entry.get('key_id')!r} does not match its key "
+            raise ValueError(f"{source}: key_id {entry.get('key_id')!r} does not match its key "
                              f"(computed {_key_id(key)})")
         keys[_key_id(key)] = key
     if not keys:
-        raise ValueError(f"{path} holds no Ed25519 public key")
+        raise ValueError(f"{source} holds no Ed25519 public key")
     return keys
 
 
-def _check_signature(cert: dict[str, Any], keys: dict[str, Ed25519PublicKey] | None,
+def check_signature(cert: dict[str, Any], keys: dict[str, Ed25519PublicKey] | None,
                      label: str = "signature") -> Check:
     sig = cert.get("signature")
     if not isinstance(sig, dict):
@@ -169,7 +177,7 @@ def _check_signature(cert: dict[str, Any], keys: dict[str, Ed25519PublicKey] | N
 # --- weights and receipt ----------------------------------------------------------------------
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -181,7 +189,7 @@ def _check_weights(cert: dict[str, Any], weights: Path | None) -> Check:
     if weights is None:
         return Check("weights", "SKIP", "no weights file given")
     try:
-        actual = _sha256_file(weights)
+        actual = sha256_file(weights)
     except OSError as exc:
         return Check("weights", "FAIL", f"cannot read {weights}: {exc}")
     if actual != cert.get("weights_sha256"):
@@ -211,7 +219,7 @@ def _check_receipt(cert: dict[str, Any], receipt: dict[str, Any] | None,
             checks.append(Check("receipt", "FAIL", f"receipt certificate of version {number} is "
                                                    "for another model"))
             continue
-        signed = _check_signature(other, keys, label=f"receipt v{number} signature")
+        signed = check_signature(other, keys, label=f"receipt v{number} signature")
         checks.append(signed)
         if not signed.failed:
             by_version[number] = other
@@ -423,15 +431,22 @@ def verify(certificate: Path, weights: Path | None = None, *, receipt: Path | No
         except (OSError, ValueError, KeyError, TypeError) as exc:
             checks.append(Check("key", "FAIL", f"cannot load a public key from {key}: {exc}"))
             keys = {}
-    checks.append(_check_signature(cert, keys))
-    checks.append(_check_weights(cert, weights))
     receipt_data = None
     if receipt is not None:
         receipt_data, problem = _load_json(receipt, "receipt")
         if problem:
-            checks.append(problem)
-    if receipt is None or receipt_data is not None:
-        checks.extend(_check_receipt(cert, receipt_data, keys))
+            return [*checks, *verify_documents(cert, weights, keys=keys, skip_receipt=True), problem]
+    return checks + verify_documents(cert, weights, receipt=receipt_data, keys=keys)
+
+
+def verify_documents(cert: dict[str, Any], weights: Path | None = None, *,
+                     receipt: dict[str, Any] | None = None,
+                     keys: dict[str, Ed25519PublicKey] | None = None,
+                     skip_receipt: bool = False) -> list[Check]:
+    """The checks of :func:`verify` on documents already parsed (the client calls this)."""
+    checks = [check_signature(cert, keys), _check_weights(cert, weights)]
+    if not skip_receipt:
+        checks.extend(_check_receipt(cert, receipt, keys))
     checks.extend(_check_calibration(cert))
     return checks
 

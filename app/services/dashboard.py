@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import DeletionRequest, Job, Version
 from app.services.models import get_model
-from app.verify import _check_signature
+from app.verify import check_signature
 
 __all__ = ["RECENT_FAILURES", "STATUSES", "keys_by_id", "request_summary", "versions_page"]
 
@@ -101,7 +101,7 @@ def _verification(version: Version, keys: dict[str, Ed25519PublicKey]) -> dict[s
     """``OK`` when the signature checks with a listed key and the certificate names the stored
     file's SHA-256; else ``FAIL`` with the reason."""
     cert = version.certificate or {}
-    signature = _check_signature(cert, keys)
+    signature = check_signature(cert, keys)
     if signature.failed:
         return {"status": "FAIL", "detail": signature.detail}
     if cert.get("weights_sha256") != version.sha256:

@@ -8,22 +8,18 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
-from starlette.testclient import TestClient
-
-from conftest import ADMIN_KEY
-
-HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 @pytest.mark.parametrize("mode", [schemathesis.GenerationMode.POSITIVE,
                                   schemathesis.GenerationMode.NEGATIVE])
-def test_no_operation_answers_5xx(client: TestClient, mode: schemathesis.GenerationMode) -> None:
+def test_no_operation_answers_5xx(api, mode: schemathesis.GenerationMode) -> None:  # type: ignore[no-untyped-def]
     """POSITIVE: inputs the schema allows; NEGATIVE: inputs it forbids (wrong types, missing or
     extra fields, out-of-range numbers) — every kind of invalid body, path and query."""
     # A dataset and a model exist, so fuzzed requests also reach code past the 404s.
-    dataset = client.post("/v1/datasets", json={"name": "d", "source": "digits"}, headers=HEADERS).json()
+    client, headers = api.client, api.admin
+    dataset = client.post("/v1/datasets", json={"name": "d", "source": "digits"}, headers=headers).json()
     client.post("/v1/models", json={"name": "m", "dataset_id": dataset["id"], "architecture": "logreg"},
-                headers=HEADERS)
+                headers=headers)
     schema = schemathesis.openapi.from_asgi("/openapi.json", client.app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 15
@@ -34,7 +30,7 @@ def test_no_operation_answers_5xx(client: TestClient, mode: schemathesis.Generat
         @settings(max_examples=25, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
         def check(case) -> None:  # type: ignore[no-untyped-def]
-            response = case.call(headers=HEADERS)
+            response = case.call(headers=headers)
             where = f"{case.method} {case.formatted_path}"
             # /readyz answers 503 by design here: no worker runs in these tests.
             allowed = 504 if case.path == "/readyz" else 500
