@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 # Issue 3: the paper's MNIST experiment, the reference LiSSA and retraining, in one run
-# (runs/bench/paper_mnist.{json,md,png}; ~20 min at the paper's 50 epochs, EPOCHS=10 to shorten).
+# (runs/bench/paper_mnist.{json,md,png}; 10 min measured at the paper's 50 epochs, EPOCHS=10 to shorten).
 EPOCHS ?= 50
 bench: $(STAMP)
 	$(PY) benchmarks/paper_mnist.py --epochs $(EPOCHS)
