@@ -33,3 +33,13 @@ def test_a_partial_write_is_invisible_to_consumers(tmp_path: Path) -> None:
         assert queue.get(timeout=1).payload == {"whole": True}
         assert os.listdir(tmp_path).count(".part-123") == 1  # never consumed
         queue.close()
+
+
+def test_a_burst_from_one_producer_comes_out_in_order(tmp_path: Path) -> None:
+    # Many puts land in the same millisecond; the consumer must still see them in put order.
+    with _connection(tmp_path) as conn:
+        queue = conn.SimpleQueue("q3")
+        for i in range(200):
+            queue.put({"n": i})
+        assert [queue.get(timeout=1).payload["n"] for _ in range(200)] == list(range(200))
+        queue.close()
