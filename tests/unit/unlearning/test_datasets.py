@@ -43,6 +43,9 @@ def test_builtin_info_matches_the_design() -> None:
         10,
     )
     assert datasets.mnist_checksum() == datasets.MNIST_SHA256
+    assert (mnist.input_shape, digits.input_shape) == ((1, 28, 28), (1, 8, 8))
+    for info in BUILTIN_DATASETS.values():
+        assert int(np.prod(info.input_shape)) == info.num_features
 
 
 def test_digits_split_is_deterministic_and_partitions_the_data(tmp_path: Path) -> None:
@@ -53,6 +56,7 @@ def test_digits_split_is_deterministic_and_partitions_the_data(tmp_path: Path) -
     assert a.x_train.shape == (1437, 64) and a.x_test.shape == (360, 64)
     assert a.x_train.dtype == np.float32 and a.y_train.dtype == np.int64
     assert a.n_train == 1437 and a.num_features == 64 and a.num_classes == 10
+    assert a.input_shape == (1, 8, 8)
     assert 0.0 <= a.x_train.min() and a.x_train.max() == 1.0
     for field in ("x_train", "y_train", "x_test", "y_test"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
