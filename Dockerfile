@@ -19,7 +19,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     LETHE_HOME=/var/lib/lethe \
     PYTHONUNBUFFERED=1
 RUN mkdir -p /var/lib/lethe && chown lethe:lethe /var/lib/lethe
-USER lethe
+# Numeric ids: resolvable whatever the host's passwd file says (hadolint DL3066).
+USER 10001:10001
 WORKDIR /home/lethe
 EXPOSE 8000
-CMD ["uvicorn", "app.api.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]
+# `lethe api` creates the data folders and migrates the database before it serves.
+CMD ["lethe", "api", "--host", "0.0.0.0", "--port", "8000"]
