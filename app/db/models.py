@@ -10,8 +10,8 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import (JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text,
-                        UniqueConstraint)
+from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text,
+                        UniqueConstraint, false)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -40,6 +40,9 @@ class ApiKey(Base):
 
 
 class Dataset(Base):
+    """A registered dataset: a built-in (``sample_id_scheme`` ``row-index``: ids are row indices)
+    or an upload (``uploaded``: ids are the uploaded strings, mapped by ``DatasetSample``)."""
+
     __tablename__ = "datasets"
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(200))
@@ -50,7 +53,26 @@ class Dataset(Base):
     num_classes: Mapped[int] = mapped_column(Integer)
     sample_id_scheme: Mapped[str] = mapped_column(String(50), default="row-index")
     checksum_sha256: Mapped[str] = mapped_column(String(64))
+    # One sample's shape before flattening: [784], [3, 32, 32]; its product is num_features.
+    input_shape: Mapped[list[Any]] = mapped_column(JSON)
+    has_subjects: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The uploaded .npz in the artifact store (content-addressed); None for built-ins.
+    storage_key: Mapped[str | None] = mapped_column(String(500), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DatasetSample(Base):
+    """An uploaded dataset's sample id and subject id for one training row (indexed both ways)."""
+
+    __tablename__ = "dataset_samples"
+    __table_args__ = (
+        Index("ix_dataset_samples_sample", "dataset_id", "sample_id", unique=True),
+        Index("ix_dataset_samples_subject", "dataset_id", "subject_id"),
+    )
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), primary_key=True)
+    row_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sample_id: Mapped[str] = mapped_column(String(200))
+    subject_id: Mapped[str | None] = mapped_column(String(200), default=None)
 
 
 class Model(Base):
@@ -89,6 +111,8 @@ class Job(Base):
     version: Mapped[int | None] = mapped_column(Integer, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     timings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Device, torch and CUDA versions of the worker that ran the job.
+    runtime: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -125,6 +149,8 @@ class DeletionRequest(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     model_id: Mapped[str] = mapped_column(ForeignKey("models.id"))
     sample_ids: Mapped[list[Any]] = mapped_column(JSON)  # ints: row indices of the train split
+    # The subject ids as sent, for a subject request (sample_ids then holds their rows).
+    subject_ids: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
     status: Mapped[str] = mapped_column(String(20), default="pending")
     job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), default=None, index=True)
     version: Mapped[int | None] = mapped_column(Integer, default=None)

@@ -47,6 +47,7 @@ def register_builtin(session: Session, *, name: str, source: str, data_dir: Path
         num_classes=info.num_classes,
         sample_id_scheme="row-index",
         checksum_sha256=checksum,
+        input_shape=list(info.input_shape),
     )
     session.add(dataset)
     session.flush()
