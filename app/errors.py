@@ -7,6 +7,7 @@
     ├── InvalidInput                422  well-formed JSON that the service refuses
     ├── StateConflict               409  the resource is in a state that forbids the action
     │   └── IdempotencyConflict     409  an Idempotency-Key reused with another request
+    ├── PayloadTooLarge             413  a request body over its size limit
     ├── Unauthorized                401  no key, or an unknown / revoked key
     └── Forbidden                   403  a valid key without the route's scope
 
@@ -47,6 +48,11 @@ class StateConflict(LetheError):
 
 class IdempotencyConflict(StateConflict):
     title = "Idempotency key reused"
+
+
+class PayloadTooLarge(LetheError):
+    status = 413
+    title = "Payload too large"
 
 
 class Unauthorized(LetheError):

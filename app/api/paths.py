@@ -10,6 +10,7 @@ METRICS = "/metrics"
 
 DATASETS = f"{V1}/datasets"
 DATASET = f"{V1}/datasets/{{dataset_id}}"
+DATASET_UPLOAD = f"{V1}/datasets/upload"
 
 MODELS = f"{V1}/models"
 MODEL = f"{V1}/models/{{model_id}}"

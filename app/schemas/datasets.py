@@ -19,7 +19,9 @@ class DatasetCreate(RequestBody):
 
 
 class DatasetPublic(PublicModel):
-    """A registered dataset; ``n`` is the size of the training split (ids ``"0"``…``n-1``)."""
+    """A registered dataset; ``n`` is the size of the training split. Its sample ids are
+    ``"0"``…``n-1`` (``sample_id_scheme`` ``row-index``, built-ins) or the uploaded ones
+    (``uploaded``); ``has_subjects`` says whether deletion requests may name ``subject_ids``."""
 
     id: str
     name: str
@@ -28,5 +30,8 @@ class DatasetPublic(PublicModel):
     n_test: int
     num_features: int
     num_classes: int
+    input_shape: list[int]
+    sample_id_scheme: str
+    has_subjects: bool
     checksum_sha256: str
     created_at: UtcDatetime

@@ -12,14 +12,20 @@ RequestStatus = Literal["pending", "batched", "applying", "completed", "failed",
 
 
 class DeletionRequestCreate(RequestBody):
-    """Samples to forget, as the decimal row indices of the dataset's training split.
+    """What to forget: exactly one of ``sample_ids`` or ``subject_ids``.
 
-    Only the JSON type is checked here; the service checks the ids against the dataset.
+    Only the JSON types are checked here; the service checks the ids against the dataset (and
+    refuses both or neither, naming the two fields).
     """
 
-    sample_ids: list[StrictStr] = Field(
-        description='Decimal training-row indices as strings, e.g. ["0", "17"].'
-    )
+    sample_ids: list[StrictStr] | None = Field(
+        default=None,
+        description='Sample ids as strings: a built-in dataset\'s decimal training-row indices '
+                    '(e.g. ["0", "17"]), or an uploaded dataset\'s own sample_ids.')
+    subject_ids: list[StrictStr] | None = Field(
+        default=None,
+        description="Subjects whose every sample is forgotten (datasets uploaded with "
+                    "subject_ids).")
 
 
 class DeletionRequestPublic(PublicModel):
@@ -31,6 +37,8 @@ class DeletionRequestPublic(PublicModel):
     version: int | None
     error: str | None
     sample_count: int
+    subject_count: int | None = Field(
+        description="Subjects named, for a subject request (sample_count is their samples).")
     created_at: UtcDatetime
     updated_at: UtcDatetime
 

@@ -6,7 +6,9 @@ Lifecycle (DESIGN.md): ``pending`` → ``batched`` (sealed into a job) → ``app
 once, pointing at that version. Invalid requests are refused whole (4xx) and leave no row.
 
 Sample ids of a built-in dataset are the decimal row indices of its training split, as strings:
-``"0"`` … ``str(n - 1)``, with no sign, spaces or leading zeros.
+``"0"`` … ``str(n - 1)``, with no sign, spaces or leading zeros. An uploaded dataset's are its own
+strings, and a request may name subjects instead (:mod:`app.services.id_lookup`); either way the
+stored ``sample_ids`` are row indices.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from app.db.models import Dataset, DeletionRequest, ForgottenSample, Job, utcnow
 from app.errors import InvalidInput, NotFound, StateConflict
 from app.services.batching import seal_if_due
 from app.services.forgotten import forgotten_versions
+from app.services.id_lookup import rows_of_sample_ids, rows_of_subjects
 from app.services.models import get_model
 from app.services.pagination import after, decode_cursor, encode_cursor
+from app.services.uploads import UPLOADED_SCHEME
 from app.settings import get_settings
 
 __all__ = [
@@ -104,11 +108,26 @@ def parse_sample_ids(raw_ids: Sequence[str], n: int, *, max_samples: int) -> lis
     return sorted(int(raw) for raw in raw_ids)
 
 
+def _rows(session: Session, dataset: Dataset, sample_ids: Sequence[str] | None,
+          subject_ids: Sequence[str] | None, limit: int) -> list[int]:
+    """The training rows a request names, sorted (see :func:`submit`)."""
+    if (sample_ids is None) == (subject_ids is None):
+        raise InvalidInput("give exactly one of sample_ids or subject_ids",
+                           fields=["sample_ids", "subject_ids"])
+    if subject_ids is not None:
+        return rows_of_subjects(session, dataset, subject_ids, max_samples=limit)
+    assert sample_ids is not None
+    if dataset.sample_id_scheme == UPLOADED_SCHEME:
+        return rows_of_sample_ids(session, dataset.id, sample_ids, max_samples=limit)
+    return parse_sample_ids(sample_ids, dataset.n, max_samples=limit)
+
+
 def submit(
     session: Session,
     model_id: str,
-    sample_ids: Sequence[str],
+    sample_ids: Sequence[str] | None,
     *,
+    subject_ids: Sequence[str] | None = None,
     now: datetime | None = None,
     max_request_samples: int | None = None,
 ) -> tuple[DeletionRequest, list[Job]]:
@@ -120,7 +139,10 @@ def submit(
 
     Args:
         model_id: The model whose training samples are to be forgotten.
-        sample_ids: Decimal row indices of the training split, as strings.
+        sample_ids: Decimal row indices of the training split as strings (built-ins), or an
+            uploaded dataset's own sample ids; ``None`` for a subject request.
+        subject_ids: Subjects whose every sample is forgotten (datasets with a subject column);
+            stored as sent, next to the rows they resolve to.
         now: The clock (tests).
         max_request_samples: Default ``Settings.max_request_samples``.
 
@@ -130,7 +152,9 @@ def submit(
     Raises:
         NotFound: Unknown model.
         StateConflict: The model failed to train.
-        InvalidInput: See :func:`parse_sample_ids`.
+        InvalidInput: Both or neither of ``sample_ids``/``subject_ids``; see
+            :func:`parse_sample_ids`, :func:`~app.services.id_lookup.rows_of_sample_ids` and
+            :func:`~app.services.id_lookup.rows_of_subjects`.
     """
     model = get_model(session, model_id)
     if model.status == "failed":
@@ -141,7 +165,8 @@ def submit(
     if dataset is None:  # pragma: no cover - a foreign key guarantees it
         raise StateConflict(f"model {model_id!r} has no dataset")
     limit = max_request_samples or get_settings().max_request_samples
-    indices = parse_sample_ids(sample_ids, dataset.n, max_samples=limit)
+    indices = _rows(session, dataset, sample_ids, subject_ids, limit)
+    sent_subjects = None if subject_ids is None else list(subject_ids)
     now = now or utcnow()
     forgotten = forgotten_versions(session, model_id, indices)
     already = session.scalar(select(func.count()).select_from(ForgottenSample)
@@ -155,6 +180,7 @@ def submit(
         request = DeletionRequest(
             model_id=model_id,
             sample_ids=indices,
+            subject_ids=sent_subjects,
             status="completed",
             version=max(forgotten.values()),
             created_at=now,
@@ -162,7 +188,8 @@ def submit(
         )
     else:
         request = DeletionRequest(
-            model_id=model_id, sample_ids=indices, status="pending", created_at=now, updated_at=now
+            model_id=model_id, sample_ids=indices, subject_ids=sent_subjects, status="pending",
+            created_at=now, updated_at=now,
         )
     session.add(request)
     session.flush()

@@ -38,10 +38,34 @@ class ArtifactStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
-    def path_for(self, sha256_hex: str) -> Path:
+    def path_for(self, sha256_hex: str, suffix: str = SUFFIX) -> Path:
         if len(sha256_hex) != 64 or any(c not in "0123456789abcdef" for c in sha256_hex):
             raise ValueError(f"not a SHA-256 hex digest: {sha256_hex!r}")
-        return self.root / sha256_hex[:2] / f"{sha256_hex}{SUFFIX}"
+        return self.root / sha256_hex[:2] / f"{sha256_hex}{suffix}"
+
+    def key_for(self, sha256_hex: str, suffix: str) -> str:
+        """``path_for`` relative to the root: what a row stores (the root may move)."""
+        return self.path_for(sha256_hex, suffix).relative_to(self.root).as_posix()
+
+    def incoming_dir(self) -> Path:
+        """Where uploads are streamed before they are validated (same filesystem as the root,
+        so :meth:`adopt` is a rename)."""
+        path = self.root / ".incoming"
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return path
+
+    def adopt(self, tmp_path: Path, sha256_hex: str, suffix: str) -> bool:
+        """Move a fully written, fsynced file (whose SHA-256 the caller computed) to its
+        content address. Returns whether it was new (False: the same bytes were there already,
+        and ``tmp_path`` is removed)."""
+        path = self.path_for(sha256_hex, suffix)
+        if path.exists():
+            tmp_path.unlink(missing_ok=True)
+            return False
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(tmp_path, 0o644)
+        os.replace(tmp_path, path)
+        return True
 
     def put(self, data: bytes) -> tuple[str, int]:
         """Store ``data``; returns ``(sha256_hex, size_bytes)``. Idempotent."""

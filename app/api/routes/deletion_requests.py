@@ -30,6 +30,7 @@ def to_public(request: DeletionRequest) -> DeletionRequestPublic:
         version=request.version,
         error=request.error,
         sample_count=len(request.sample_ids or []),
+        subject_count=None if request.subject_ids is None else len(request.subject_ids),
         created_at=request.created_at,
         updated_at=request.updated_at,
     )
@@ -44,8 +45,10 @@ def submit_deletion_request(
     _key: Annotated[ApiKey, Depends(require(SCOPE_REQUESTS_WRITE))],
     idem: IdempotencyDep,
 ) -> DeletionRequestPublic:
-    """Ask the model to forget training samples; poll the ``Location`` until ``completed``."""
-    request, jobs = service.submit(uow.session, model_id, body.sample_ids)
+    """Ask the model to forget training samples (``sample_ids``) or every sample of some
+    subjects (``subject_ids``); poll the ``Location`` until ``completed``."""
+    request, jobs = service.submit(uow.session, model_id, body.sample_ids,
+                                   subject_ids=body.subject_ids)
     uow.after_commit.enqueue(jobs)
     if request.status == "pending":
         wait_s = batching.seconds_until_due(uow.session, model_id)
