@@ -268,17 +268,26 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (from `
 @cli.command()
 @_remote
 def forget(model: Annotated[str, typer.Option("--model", help="Model id.")],
-           samples: Annotated[Path, typer.Option("--samples", help="File of sample ids ('-' = stdin).")],
+           samples: Annotated[Path | None, typer.Option(
+               "--samples", help="File of sample ids ('-' = stdin).")] = None,
+           subject: Annotated[list[str] | None, typer.Option(
+               "--subject", help="A subject whose every sample is forgotten; repeat for several "
+                                 "(datasets uploaded with subject_ids).")] = None,
            wait: Annotated[bool, typer.Option("--wait", help="Wait until the request is final.")] = False,
            timeout: Annotated[float, typer.Option(help="Seconds to wait at most.")] = 900.0,
            url: UrlOpt = DEFAULT_URL, key: KeyOpt = None, json_out: JsonOpt = False) -> int:
-    """Submit a deletion request for the sample ids in a file; ``--wait`` polls until it is final
-    (exit 1 if it failed)."""
+    """Submit a deletion request for the sample ids in a file (``--samples``) or for subjects
+    (``--subject``, exactly one of the two); ``--wait`` polls until it is final (exit 1 if it
+    failed)."""
     from rich.console import Console
 
-    ids = _read_ids(samples)
+    if (samples is None) == (not subject):
+        typer.echo("error: give exactly one of --samples or --subject", err=True)
+        raise typer.Exit(2)
+    ids = _read_ids(samples) if samples is not None else None
     with make_client(url, key) as client:
-        request = client.forget(model, ids)
+        request = (client.forget(model, ids) if ids is not None
+                   else client.forget(model, subject_ids=subject))
         if wait and request["status"] not in ("completed", "failed", "canceled"):
             if json_out:
                 request = client.wait_request(request["id"], timeout_s=timeout)
@@ -290,7 +299,9 @@ def forget(model: Annotated[str, typer.Option("--model", help="Model id.")],
     if json_out:
         _print_json(request)
     else:
-        typer.echo(f"request {request['id']}: {request['status']} ({len(ids)} samples)"
+        typer.echo(f"request {request['id']}: {request['status']} ({request['sample_count']} samples"
+                   + (f" of {request['subject_count']} subjects)" if request.get("subject_count")
+                      else ")")
                    + (f", version {request['version']}" if request.get("version") is not None else "")
                    + (f", error: {request['error']}" if request.get("error") else ""))
     return 1 if request["status"] in ("failed", "canceled") else 0

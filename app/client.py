@@ -165,9 +165,13 @@ class _Api:
     """The routes, as calls; shared by both clients (they only differ in how a call runs)."""
 
     @staticmethod
-    def _forget(model_id: str, sample_ids: Sequence[str | int]) -> _Call:
-        return _Call.create(f"/v1/models/{model_id}/deletion-requests",
-                            {"sample_ids": [str(s) for s in sample_ids]}, (202,))
+    def _forget(model_id: str, sample_ids: Sequence[str | int] | None,
+                subject_ids: Sequence[str] | None) -> _Call:
+        if (sample_ids is None) == (subject_ids is None):
+            raise ValueError("give exactly one of sample_ids or subject_ids")
+        body = ({"sample_ids": [str(s) for s in sample_ids]} if sample_ids is not None
+                else {"subject_ids": [str(s) for s in subject_ids or ()]})
+        return _Call.create(f"/v1/models/{model_id}/deletion-requests", body, (202,))
 
     @staticmethod
     def _create_dataset(name: str, source: str) -> _Call:
@@ -353,9 +357,16 @@ class LetheClient(_Api):
 
     # --- writes ----------------------------------------------------------------------------
 
-    def forget(self, model_id: str, sample_ids: Sequence[str | int]) -> dict[str, Any]:
-        """Submit a deletion request; returns ``{"id", "status", ...}`` (202)."""
-        return self._run(self._forget(model_id, sample_ids))  # type: ignore[no-any-return]
+    def forget(self, model_id: str, sample_ids: Sequence[str | int] | None = None, *,
+               subject_ids: Sequence[str] | None = None) -> dict[str, Any]:
+        """Submit a deletion request for samples, or for every sample of some subjects (datasets
+        uploaded with ``subject_ids``); returns ``{"id", "status", ...}`` (202).
+
+        Raises:
+            ValueError: Both or neither of ``sample_ids`` and ``subject_ids``.
+            LetheClientError: The service refused it (e.g. 422 naming unknown ids).
+        """
+        return self._run(self._forget(model_id, sample_ids, subject_ids))  # type: ignore[no-any-return]
 
     def create_dataset(self, name: str, source: str) -> dict[str, Any]:
         return self._run(self._create_dataset(name, source))  # type: ignore[no-any-return]
@@ -558,8 +569,9 @@ class AsyncLetheClient(_Api):
     async def keys(self) -> list[dict[str, Any]]:
         return await self._run(self._get("/v1/keys"))  # type: ignore[no-any-return]
 
-    async def forget(self, model_id: str, sample_ids: Sequence[str | int]) -> dict[str, Any]:
-        return await self._run(self._forget(model_id, sample_ids))  # type: ignore[no-any-return]
+    async def forget(self, model_id: str, sample_ids: Sequence[str | int] | None = None, *,
+                     subject_ids: Sequence[str] | None = None) -> dict[str, Any]:
+        return await self._run(self._forget(model_id, sample_ids, subject_ids))  # type: ignore[no-any-return]
 
     async def create_dataset(self, name: str, source: str) -> dict[str, Any]:
         return await self._run(self._create_dataset(name, source))  # type: ignore[no-any-return]

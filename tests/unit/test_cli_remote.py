@@ -41,8 +41,13 @@ class Server:
         self.seen.append(request)
         path = request.url.path
         if path == "/v1/models/m1/deletion-requests":
-            ids = json.loads(request.content)["sample_ids"]
-            return httpx.Response(202, json={"id": "r1", "status": "pending", "sample_count": len(ids)})
+            body = json.loads(request.content)
+            if "subject_ids" in body:  # each subject of the fake dataset has 3 samples
+                return httpx.Response(202, json={
+                    "id": "r1", "status": "pending", "sample_count": 3 * len(body["subject_ids"]),
+                    "subject_count": len(body["subject_ids"])})
+            return httpx.Response(202, json={"id": "r1", "status": "pending",
+                                             "sample_count": len(body["sample_ids"])})
         if path == "/v1/deletion-requests/r1":
             self.polls += 1
             done = self.polls >= 2
@@ -94,6 +99,22 @@ def test_forget_reads_ids_and_waits(server: Server, tmp_path: Path, monkeypatch:
     assert "Idempotency-Key" in server.seen[0].headers
     plain = run("forget", "--model", "m1", "--samples", str(ids))
     assert plain.exit_code == 0 and "request r1: pending (3 samples)" in plain.stdout
+
+
+def test_forget_subjects(server: Server) -> None:
+    result = run("forget", "--model", "m1", "--subject", "alice", "--subject", "bob, jr.")
+    assert result.exit_code == 0, result.output
+    assert json.loads(server.seen[0].content) == {"subject_ids": ["alice", "bob, jr."]}
+    assert "request r1: pending (6 samples of 2 subjects)" in result.stdout
+
+
+def test_forget_needs_exactly_one_of_samples_and_subjects(server: Server, tmp_path: Path) -> None:
+    ids = tmp_path / "ids.txt"
+    ids.write_text("1\n")
+    for args in ((), ("--samples", str(ids), "--subject", "alice")):
+        result = run("forget", "--model", "m1", *args)
+        assert result.exit_code == 2 and "exactly one of --samples or --subject" in result.output
+    assert server.seen == []
 
 
 def test_status(server: Server) -> None:

@@ -123,6 +123,16 @@ def test_forget_sends_bearer_and_idempotency_key(client: LetheClient, fake: Fake
     assert fake.requests[-1].headers["Idempotency-Key"] != sent.headers["Idempotency-Key"]
 
 
+def test_forget_subjects_sends_subject_ids_only(client: LetheClient, fake: FakeApi) -> None:
+    client.forget("m1", subject_ids=["alice", "bob"])
+    assert json.loads(fake.requests[-1].content) == {"subject_ids": ["alice", "bob"]}
+    sent = len(fake.requests)
+    for kwargs in ({}, {"sample_ids": ["1"], "subject_ids": ["alice"]}):
+        with pytest.raises(ValueError, match="exactly one"):
+            client.forget("m1", **kwargs)  # type: ignore[arg-type]
+    assert len(fake.requests) == sent
+
+
 def test_retries_429_503_with_exponential_backoff_and_the_same_key(
         client: LetheClient, fake: FakeApi, sleeps: list[float]) -> None:
     path = "/v1/models/m1/deletion-requests"
