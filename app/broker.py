@@ -21,6 +21,11 @@ TASK_UNLEARN_BATCH = "lethe.unlearn_batch"
 TASK_RETRAIN = "lethe.retrain"
 TASK_SEAL_DUE = "lethe.seal_due"
 QUEUE = "lethe"
+CONTROL_RUNTIME = "lethe_runtime"
+"""Remote-control command a worker answers with its device and versions (``/readyz``)."""
+EXIT_BAD_DEVICE = 78
+"""EX_CONFIG (sysexits.h): a worker's exit code when its device (``LETHE_DEVICE``) is malformed or
+absent; ``lethe serve`` stops instead of restarting it."""
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

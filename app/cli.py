@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from app.broker import EXIT_BAD_DEVICE
+
 if TYPE_CHECKING:
     from app.client import LetheClient
 
@@ -28,11 +30,37 @@ data_cli.add_typer(fetch_cli, name="fetch")
 cli.add_typer(keys_cli, name="keys")
 
 
-def worker_command() -> list[str]:
-    """The Celery worker as a separate process: solo pool, one job at a time."""
+def worker_command(index: int = 0) -> list[str]:
+    """The Celery worker as a separate process: solo pool, one job at a time (one per GPU).
+
+    Its node name is unique per ``lethe`` process and ``index``, so several workers started
+    together each answer ``/readyz`` under their own name.
+    """
     return [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--pool=solo",
             "--concurrency=1", "-Q", "lethe", "--loglevel=INFO", "--without-gossip",
-            "--without-mingle", "-n", f"lethe-worker-{os.getpid()}@%h"]
+            "--without-mingle", "-n", f"lethe-worker-{os.getpid()}-{index}@%h"]
+
+
+DeviceOpt = Annotated[str | None, typer.Option(
+    "--device", help="Worker device: auto, cpu, cuda or cuda:N (sets LETHE_DEVICE; default: "
+                     "LETHE_DEVICE, else auto). One worker per GPU.")]
+
+
+def _use_device(device: str | None) -> None:
+    """Check ``--device`` (syntax; the worker checks the GPU) and pass it on as LETHE_DEVICE."""
+    if device is None:
+        return
+    from pydantic import ValidationError
+
+    from app.settings import Settings, get_settings
+
+    try:
+        Settings(device=device)
+    except ValidationError as exc:
+        typer.echo(f"error: {exc.errors()[0]['msg'].removeprefix('Value error, ')}", err=True)
+        raise typer.Exit(2) from exc
+    os.environ["LETHE_DEVICE"] = device
+    get_settings.cache_clear()
 
 
 def api_command(host: str, port: int) -> list[str]:
@@ -51,11 +79,13 @@ def _prepare() -> None:
 @cli.command()
 def serve(port: Annotated[int, typer.Option(help="TCP port on 127.0.0.1.")] = 8000,
           host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-          workers: Annotated[int, typer.Option(min=0, help="Worker processes to start.")] = 1) -> None:
+          workers: Annotated[int, typer.Option(min=0, help="Worker processes to start.")] = 1,
+          device: DeviceOpt = None) -> None:
     """Run the API (uvicorn) and worker(s) together, as separate processes, until interrupted."""
+    _use_device(device)
     _prepare()
     api_proc = subprocess.Popen(api_command(host, port))
-    workers_procs = [subprocess.Popen(worker_command()) for _ in range(workers)]
+    workers_procs = [subprocess.Popen(worker_command(i)) for i in range(workers)]
     stopping = False
 
     def stop(*_args: object) -> None:
@@ -71,11 +101,18 @@ def serve(port: Annotated[int, typer.Option(help="TCP port on 127.0.0.1.")] = 80
             code = 1
             break
         for i, proc in enumerate(workers_procs):
-            if proc.poll() is not None:
-                # A dead worker is replaced; its job is requeued by the reaper (stale heartbeat).
-                typer.echo(f"lethe serve: a worker exited with {proc.returncode}; starting another",
+            if proc.poll() is None:
+                continue
+            if proc.returncode == EXIT_BAD_DEVICE:
+                # Restarting cannot help: the device is misconfigured (its log says why).
+                typer.echo("lethe serve: a worker refused its device (LETHE_DEVICE); stopping",
                            err=True)
-                workers_procs[i] = subprocess.Popen(worker_command())
+                code, stopping = 1, True
+                break
+            # A dead worker is replaced; its job is requeued by the reaper (stale heartbeat).
+            typer.echo(f"lethe serve: a worker exited with {proc.returncode}; starting another",
+                       err=True)
+            workers_procs[i] = subprocess.Popen(worker_command(i))
         time.sleep(0.5)
     stop_processes([api_proc, *workers_procs])
     raise typer.Exit(code)
@@ -104,8 +141,10 @@ def api(port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
 
 
 @cli.command()
-def worker() -> None:
-    """Run one Celery worker in this process (``--pool=solo``)."""
+def worker(device: DeviceOpt = None) -> None:
+    """Run one Celery worker in this process (``--pool=solo``), on one device: start one per GPU,
+    e.g. ``lethe worker --device cuda:0`` and ``lethe worker --device cuda:1``."""
+    _use_device(device)
     os.execv(sys.executable, worker_command())
 
 

@@ -8,11 +8,15 @@ with different homes never touch each other. Production overrides ``LETHE_DATABA
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEVICE_SPEC = re.compile(r"auto|cpu|cuda|cuda:(0|[1-9][0-9]*)")
+"""The forms of ``LETHE_DEVICE``."""
 
 
 class Settings(BaseSettings):
@@ -25,6 +29,9 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(default=None, description="Celery broker; default lethefs:// (kombu's filesystem transport) under home.")
     data_dir: Path | None = Field(default=None, description="Built-in datasets (MNIST npz); default home/data.")
     bootstrap_admin_key: str | None = Field(default=None, description="If set, an admin key with this value exists.")
+    device: str = Field(
+        default="auto", description="Torch device of a worker: auto (cuda:0 if a GPU is visible, "
+        "else cpu), cpu, cuda or cuda:N. One worker process per GPU (README).")
     # One thread: measured here, 2 threads made LiSSA minibatch products 40x slower on 2 cores.
     worker_threads: int = Field(default=1, ge=1, description="torch intra-op threads in a worker.")
     job_stale_seconds: float = Field(default=60.0, gt=0, description="A running job whose heartbeat is older is reaped.")
@@ -36,6 +43,16 @@ class Settings(BaseSettings):
     signing_key_path: Path | None = Field(
         default=None, description="Ed25519 PEM private key that signs certificates; default: one "
                                   "generated on first use under private_dir/signing.")
+
+    @field_validator("device")
+    @classmethod
+    def _device_spec(cls, value: str) -> str:
+        # Syntax only: whether the GPU exists is checked by the worker (app.unlearning.device),
+        # since this class is also read by the API, which never imports torch.
+        if not DEVICE_SPEC.fullmatch(value):
+            raise ValueError(f"LETHE_DEVICE must be auto, cpu, cuda or cuda:N (N a GPU index), "
+                             f"got {value!r}")
+        return value
 
     @property
     def resolved_home(self) -> Path:

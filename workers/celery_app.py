@@ -1,35 +1,60 @@
 """The Celery app of the worker process: configuration from ``app.broker``, tasks from
-``workers.tasks``. Run with ``lethe worker`` (``--pool=solo``: one job at a time per process)."""
+``workers.tasks``. Run with ``lethe worker`` (``--pool=solo``: one job at a time per process,
+one process per GPU).
+
+The device (``LETHE_DEVICE``) is prepared in ``worker_process_init``: in the solo pool that is the
+worker process itself once it starts, in a prefork pool each child after its fork, so CUDA is
+never initialised at import time or before a fork. A device that is malformed or absent stops the
+worker with exit code ``app.broker.EXIT_BAD_DEVICE`` and the reason in its log.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.worker.control import inspect_command
 
-from app.broker import make_celery
+from app.broker import CONTROL_RUNTIME, EXIT_BAD_DEVICE, make_celery
 
 celery_app = make_celery()
 celery_app.conf.update(include=["workers.tasks"])
 log = logging.getLogger(__name__)
 _stop_reaper = threading.Event()
 
+@worker_process_init.connect
+def _prepare_device(**_kwargs: object) -> None:
+    # torch is imported here, inside the worker after it starts, never at import time.
+    from app.services import worker_runtime
+    from app.unlearning.device import DeviceError
+
+    try:
+        runtime = worker_runtime.start()
+    except DeviceError as exc:
+        log.critical("lethe worker cannot start: %s", exc)
+        # SystemExit passes through Celery's signal dispatch (it catches Exception only).
+        raise SystemExit(EXIT_BAD_DEVICE) from exc
+    log.info("lethe worker computes on %s (%s)", runtime.info["device"], runtime.info["device_name"])
+
 
 @worker_ready.connect
 def _on_ready(**_kwargs: object) -> None:
-    # torch is imported here, inside the worker after it starts, never at import time.
-    import torch
-
-    from app.settings import get_settings
-
-    torch.set_num_threads(get_settings().worker_threads)
     threading.Thread(target=_reaper, name="lethe-reaper", daemon=True).start()
 
 
 @worker_shutdown.connect
 def _on_shutdown(**_kwargs: object) -> None:
     _stop_reaper.set()
+
+
+@inspect_command(name=CONTROL_RUNTIME)
+def _runtime(_state: Any, **_kwargs: Any) -> dict[str, Any]:
+    """Remote-control answer for ``/readyz``: this worker's device and versions."""
+    from app.services import worker_runtime
+
+    return worker_runtime.current().info
 
 
 def _reaper() -> None:

@@ -11,7 +11,9 @@ JobStatus = Literal["queued", "running", "succeeded", "failed"]
 
 
 class JobPublic(PublicModel):
-    """A job; ``progress`` is a fraction in [0, 1], ``timings`` seconds per phase."""
+    """A job; ``progress`` is a fraction in [0, 1], ``timings`` seconds per phase, ``runtime`` what
+    computed it once a worker claimed it (``device`` ``cpu`` or ``cuda:N``, ``device_name``,
+    ``torch``, ``cuda``, ``cudnn``, ``threads``, ``deterministic``)."""
 
     id: str
     model_id: str
@@ -21,6 +23,7 @@ class JobPublic(PublicModel):
     version: int | None
     error: str | None
     timings: dict[str, Any]
+    runtime: dict[str, Any] | None = None
     created_at: UtcDatetime
     started_at: UtcDatetime | None
     finished_at: UtcDatetime | None

@@ -74,6 +74,10 @@ class CertificationSpec(RequestBody):
     rho: float = Field(default=1e-6, gt=0, lt=1, description="LiSSA failure probability ρ (§5).")
     chunk_size: int = Field(default=8192, ge=1, le=1_000_000,
                             description="Samples per gradient/HVP chunk.")
+    curvature_dtype: Literal["float32", "float64"] = Field(
+        default="float32", description="Precision of the unlearning step's gradient, Hessian-vector "
+        "products and solve: float32, or float64 for small models (twice the memory and, on most "
+        "GPUs, many times the time).")
     constants: ConstantsSpec = Field(default_factory=ConstantsSpec)
     auto_damping: bool = Field(
         default=False,

@@ -64,6 +64,8 @@ def _base(ctx: JobContext, method: str, sha: str) -> dict[str, Any]:
         "weights_sha256": sha,
         "training": ctx.training,
         "job_id": ctx.job_id,
+        # What computed the weights: device and its name, torch, CUDA and cuDNN versions.
+        "runtime": ctx.runtime,
         "code_version": code_version(),
         "sources": SOURCES,
     }

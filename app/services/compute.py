@@ -3,10 +3,18 @@
 Pure computation on arrays and flat parameter vectors; no database here. The engine reads the
 world, calls these, and publishes the results. Imported only by the worker: the API process never
 loads torch.
+
+Device: every function takes the worker's ``device`` (``app.unlearning.device``; CPU by default).
+The dataset's arrays are moved there once per job, the model is built there, and training,
+curvature products, solves and noise all run there; :func:`weights_file` brings the results back
+to the host for the safetensors file. The curvature of an unlearning step is taken in
+``certification["curvature_dtype"]`` (float32 by default; float64 for small models, on a copy of
+the model), and its results are cast back to the model's float32.
 """
 
 from __future__ import annotations
 
+import copy
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -42,9 +50,18 @@ def load_dataset(source: str, data_dir: str) -> ArrayDataset:
     return load_builtin(source, Path(data_dir))
 
 
-def tensors(data: ArrayDataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    return (torch.from_numpy(np.ascontiguousarray(data.x_train)), torch.from_numpy(data.y_train),
-            torch.from_numpy(np.ascontiguousarray(data.x_test)), torch.from_numpy(data.y_test))
+CPU = torch.device("cpu")
+CURVATURE_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
+"""``certification["curvature_dtype"]`` → the dtype of the Newton step's curvature products."""
+
+
+def tensors(data: ArrayDataset, device: torch.device = CPU
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``x_train [n, d]``, ``y_train [n]``, ``x_test``, ``y_test`` as tensors on ``device``."""
+    return (torch.from_numpy(np.ascontiguousarray(data.x_train)).to(device),
+            torch.from_numpy(data.y_train).to(device),
+            torch.from_numpy(np.ascontiguousarray(data.x_test)).to(device),
+            torch.from_numpy(data.y_test).to(device))
 
 
 def recipe_from(training: dict[str, Any]) -> TrainingRecipe:
@@ -54,24 +71,30 @@ def recipe_from(training: dict[str, Any]) -> TrainingRecipe:
                           seed=int(training["seed"]))
 
 
-def new_model(architecture: str, data: ArrayDataset, training: dict[str, Any]) -> torch.nn.Module:
-    """The model of a spec, initialised from the recipe's seed, checked by the guards of §2."""
+def new_model(architecture: str, data: ArrayDataset, training: dict[str, Any],
+              device: torch.device = CPU) -> torch.nn.Module:
+    """The model of a spec, initialised from the recipe's seed (on the host, so its weights do not
+    depend on the device), checked by the guards of §2, then moved to ``device``."""
     model = build_model(architecture, data.x_train.shape[1], data.num_classes,
                         hidden=tuple(training.get("hidden", (32, 32))), seed=int(training["seed"]))
     check_supported_layers(model)
-    return model
+    return model.to(device)
 
 
 def weights_file(model: torch.nn.Module, params: torch.Tensor, metadata: dict[str, str]) -> bytes:
-    """Serialize flat ``params`` [p] as a safetensors file with the model's parameter names."""
-    named = {name: t.detach().contiguous().clone() for name, t in unflatten(model, params).items()}
+    """Serialize flat ``params`` [p] (on any device) as a host safetensors file with the model's
+    parameter names."""
+    named = {name: t.detach().to(CPU).contiguous().clone()
+             for name, t in unflatten(model, params).items()}
     return save_safetensors(named, metadata=metadata)
 
 
 def params_from_file(model: torch.nn.Module, data: bytes) -> torch.Tensor:
-    """Inverse of :func:`weights_file`: flat params [p] in ``model.named_parameters()`` order."""
+    """Inverse of :func:`weights_file`: flat params [p] in ``model.named_parameters()`` order, on
+    the model's device."""
     named = load_safetensors(data)
-    return torch.cat([named[name].reshape(-1) for name, _ in model.named_parameters()])
+    device = next(model.parameters()).device
+    return torch.cat([named[name].reshape(-1) for name, _ in model.named_parameters()]).to(device)
 
 
 def evaluate(model: torch.nn.Module, params: torch.Tensor,
@@ -91,15 +114,17 @@ class TrainOutcome:
 
 
 def train_on(architecture: str, data: ArrayDataset, training: dict[str, Any],
-             retain_index: np.ndarray, progress: Progress | None = None) -> tuple[torch.nn.Module, TrainOutcome]:
+             retain_index: np.ndarray, progress: Progress | None = None,
+             device: torch.device = CPU) -> tuple[torch.nn.Module, TrainOutcome]:
     """Certifiable training (METHOD §2) on the rows ``retain_index`` of the train split.
 
     Used for version 0 (all rows) and for an exact retrain (D_r), with the same recipe and seed.
+    The model, its data and the returned ``params`` [p] are on ``device``.
     """
-    x, y, x_test, y_test = tensors(data)
-    model = new_model(architecture, data, training)
+    x, y, x_test, y_test = tensors(data, device)
+    model = new_model(architecture, data, training, device)
     recipe = recipe_from(training)
-    idx = torch.from_numpy(retain_index)
+    idx = torch.from_numpy(retain_index).to(device)
     x_r, y_r = x[idx], y[idx]
     check_determinism(model, x_r[:64], y_r[:64], recipe.weight_decay)
     result = train(model, x_r, y_r, recipe, progress=progress)
@@ -173,15 +198,27 @@ def unlearn_on(model: torch.nn.Module, data: ArrayDataset, w_k: torch.Tensor,
                training: dict[str, Any], certification: dict[str, Any]) -> UnlearnOutcome:
     """One certified unlearning step (METHOD §3) and its noisy release (§5–6).
 
+    Runs on the device of ``model`` (which ``w_k`` must share); the curvature in
+    ``certification["curvature_dtype"]`` (default ``"float32"``).
+
     Args:
+        model: The network (float32), on the worker's device.
         w_k: Tensor [p], the noiseless internal state before this batch.
         retain_index: int64 [n_r], rows of D_r (this batch already removed).
         forget_index: int64 [m], rows of this batch's D_u (for the utility metrics).
+
+    Returns:
+        An :class:`UnlearnOutcome`; ``internal`` and ``released`` are float32 on the device.
     """
     started = time.perf_counter()
-    x, y, x_test, y_test = tensors(data)
-    r_idx, u_idx = torch.from_numpy(retain_index), torch.from_numpy(forget_index)
+    device = w_k.device
+    x, y, x_test, y_test = tensors(data, device)
+    r_idx, u_idx = torch.from_numpy(retain_index).to(device), torch.from_numpy(forget_index).to(device)
     x_r, y_r = x[r_idx], y[r_idx]
+    dtype = CURVATURE_DTYPES[certification.get("curvature_dtype", "float32")]
+    # The step's curvature in the chosen dtype; a float64 copy leaves the float32 model as it is.
+    step_model = model if dtype == w_k.dtype else copy.deepcopy(model).to(dtype)
+    w_step, x_step = w_k.detach().to(dtype), x_r.to(dtype)
     weight_decay, radius = float(training["weight_decay"]), float(training["radius"])
     damping = float(certification["damping"])
     solver = certification["solver"]
@@ -193,22 +230,24 @@ def unlearn_on(model: torch.nn.Module, data: ArrayDataset, w_k: torch.Tensor,
         options = {"rtol": float(certification["cg_rtol"]), "max_iter": int(certification["cg_max_iter"])}
     else:
         options = {}
-    objective = Objective(model, weight_decay)
+    objective = Objective(step_model, weight_decay)
     constants = declared_constants(architecture, certification, weight_decay)
     if certification.get("auto_damping"):
         # Automatic damping (METHOD §5): estimate what was not declared, then raise λ above
         # −λ_min. The solver's diagnostics record the damping actually used.
-        constants = estimated_constants(objective, x_r, y_r, w_k.detach(), constants,
+        constants = estimated_constants(objective, x_step, y_r, w_step, constants,
                                         int(certification["chunk_size"]))
         lam_min = constants["lambda_min"].value
         if lam_min is not None:
             damping = auto_damping(damping, lam_min, AUTO_DAMPING_MARGIN)
     # LiSSA's minibatch draws need no secrecy (unlike the release noise); the seed is recorded.
     minibatch_seed = secrets.randbits(63)
-    step = unlearn_step(objective, w_k, x_r, y_r, damping=damping, radius=radius, solver=solver,
-                        solver_options=options, chunk_size=int(certification["chunk_size"]),
-                        generator=torch.Generator().manual_seed(minibatch_seed))
+    step = unlearn_step(objective, w_step, x_step, y_r, damping=damping, radius=radius,
+                        solver=solver, solver_options=options,
+                        chunk_size=int(certification["chunk_size"]),
+                        generator=torch.Generator(device=device).manual_seed(minibatch_seed))
     check_finite("unlearned parameters", step.params_new)
+    internal = step.params_new.to(w_k.dtype)
 
     p = int(w_k.numel())
     rho = float(certification["rho"]) if solver == "lissa" else 0.0
@@ -226,7 +265,7 @@ def unlearn_on(model: torch.nn.Module, data: ArrayDataset, w_k: torch.Tensor,
         noise_std = float(certification["noise_std"])
         epsilon = analytic_epsilon(sens.total, noise_std, delta) if noise_std > 0 else float("inf")
     classical = classical_epsilon(sens.total, noise_std, delta) if noise_std > 0 else None
-    released = noisy_release(step.params_new, noise_std)
+    released = noisy_release(internal, noise_std)
     certified_at = time.perf_counter()
     acc = evaluate(model, released, {"forget": (x[u_idx], y[u_idx]), "retain": (x_r, y_r),
                                      "test": (x_test, y_test)})
@@ -235,7 +274,7 @@ def unlearn_on(model: torch.nn.Module, data: ArrayDataset, w_k: torch.Tensor,
     elapsed["unlearn_total"] = certified_at - started
     elapsed["evaluate"] = time.perf_counter() - certified_at
     return UnlearnOutcome(
-        internal=step.params_new, released=released, step=step, sensitivity=sens,
+        internal=internal, released=released, step=step, sensitivity=sens,
         constants=constants, noise_std=noise_std, epsilon=epsilon, delta=delta,
         certified_delta=delta + sens.rho,
         classical=({"epsilon": classical.epsilon, "valid": classical.valid,
@@ -246,7 +285,8 @@ def unlearn_on(model: torch.nn.Module, data: ArrayDataset, w_k: torch.Tensor,
 
 def forget_accuracy(model: torch.nn.Module, data: ArrayDataset, params: torch.Tensor,
                     index: Sequence[int]) -> float | None:
-    x, y, _, _ = tensors(data)
-    idx = torch.as_tensor(list(index), dtype=torch.long)
+    """Accuracy of ``params`` [p] on the train rows ``index``, on the device of ``params``."""
+    x, y, _, _ = tensors(data, params.device)
+    idx = torch.as_tensor(list(index), dtype=torch.long, device=params.device)
     return evaluate(model, params, {"forget": (x[idx], y[idx])})["forget"]
 

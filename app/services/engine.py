@@ -5,8 +5,10 @@ Every task goes through :func:`run_job`, which
 
 1. claims the job with a conditional UPDATE (``queued`` → ``running``), so a duplicate delivery
    returns at once;
-2. re-reads the model, dataset, forgotten set and requests (ids, not objects, cross the queue);
-3. computes outside any transaction;
+2. re-reads the model, dataset, forgotten set and requests (ids, not objects, cross the queue),
+   and records on the job the runtime that computes it (device, torch and CUDA versions);
+3. computes outside any transaction, on the worker's device (``worker_runtime``), whose cached
+   memory is released when the job ends;
 4. publishes in ONE transaction: the version (number = previous + 1), its ledger row, the newly
    forgotten samples, the requests' completion, the job's success, the model's current version.
 
@@ -24,15 +26,17 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
+import torch
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import Dataset, Job, LedgerEntry, Model, Version
 from app.db.session import session_scope
-from app.services import batching, certificates, compute, dispatch, requests, signing
+from app.services import batching, certificates, compute, dispatch, requests, signing, worker_runtime
 from app.services.forgotten import forgotten_versions, record_forgotten
 from app.settings import get_settings
 from app.storage.artifacts import ArtifactStore, PrivateStore
+from app.unlearning.device import release_device_memory
 from app.services.budget_policy import Release, lineage_figures
 
 log = logging.getLogger(__name__)
@@ -58,6 +62,7 @@ class JobContext:
     dataset_checksum: str
     dataset_n: int
     budget: dict[str, Any]
+    runtime: dict[str, Any]
 
 
 class ModelBusy(Exception):
@@ -84,6 +89,7 @@ def _claim(job_id: str, expected_kind: str) -> JobContext | None:
         ModelBusy: Another live job holds the model; nothing was changed.
     """
     stale = _stale_before()
+    runtime = worker_runtime.current().info
     with session_scope() as session:
         job = session.get(Job, job_id)
         if job is None or job.kind != expected_kind:
@@ -96,7 +102,8 @@ def _claim(job_id: str, expected_kind: str) -> JobContext | None:
             update(Job).where(Job.id == job_id, or_(
                 Job.status == "queued",
                 and_(Job.status == "running", or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale))))
-            .values(status="running", attempts=Job.attempts + 1, started_at=_now(), heartbeat_at=_now())
+            .values(status="running", attempts=Job.attempts + 1, started_at=_now(), heartbeat_at=_now(),
+                    runtime=runtime)
             .execution_options(synchronize_session=False)
         ).rowcount
         if not claimed:
@@ -118,7 +125,8 @@ def _claim(job_id: str, expected_kind: str) -> JobContext | None:
             requests.mark_job_requests_applying(session, job_id)
         return JobContext(job.id, job.kind, model.id, model.name, model.architecture,
                           dict(model.training), dict(model.certification), dataset.id,
-                          dataset.source, dataset.checksum_sha256, dataset.n, dict(model.budget))
+                          dataset.source, dataset.checksum_sha256, dataset.n, dict(model.budget),
+                          runtime)
 
 
 class _Heartbeat:
@@ -168,6 +176,8 @@ def run_job(job_id: str, expected_kind: str) -> str:
         log.exception("job %s failed", job_id)
         _fail(ctx, f"{type(exc).__name__}: {exc}")
         return "failed"
+    finally:
+        release_device_memory(_device())
     seal_and_enqueue(ctx.model_id)
     return "succeeded"
 
@@ -261,6 +271,10 @@ def _stores() -> tuple[ArtifactStore, PrivateStore]:
     return ArtifactStore(settings.artifacts_dir), PrivateStore(settings.private_dir)
 
 
+def _device() -> torch.device:
+    return worker_runtime.current().device
+
+
 def _data(ctx: JobContext) -> compute.ArrayDataset:
     return compute.load_dataset(ctx.dataset_source, str(get_settings().resolved_data_dir))
 
@@ -276,7 +290,8 @@ def _train(ctx: JobContext) -> None:
     data = _data(ctx)
     started = time.perf_counter()
     model, outcome = compute.train_on(ctx.architecture, data, ctx.training,
-                                      np.arange(ctx.dataset_n, dtype=np.int64), _Progress(ctx.job_id))
+                                      np.arange(ctx.dataset_n, dtype=np.int64), _Progress(ctx.job_id),
+                                      _device())
     artifacts, private = _stores()
     state = compute.weights_file(model, outcome.params, _metadata(ctx))
     private.put_state(ctx.model_id, ctx.job_id, state)
@@ -333,7 +348,7 @@ def _unlearn(ctx: JobContext) -> None:
         return
     data = _data(ctx)
     artifacts, private = _stores()
-    model = compute.new_model(ctx.architecture, data, ctx.training)
+    model = compute.new_model(ctx.architecture, data, ctx.training, _device())
     w_k = compute.params_from_file(model, private.read_state(ctx.model_id, batch.parent_job))
     outcome = compute.unlearn_on(model, data, w_k, retain, np.asarray(new, dtype=np.int64),
                                  ctx.architecture, ctx.training, ctx.certification)
@@ -399,7 +414,7 @@ def _retrain(ctx: JobContext, reason: str = "requested by an admin") -> None:
     data = _data(ctx)
     started = time.perf_counter()
     model, outcome = compute.train_on(ctx.architecture, data, ctx.training, batch.retain,
-                                      _Progress(ctx.job_id))
+                                      _Progress(ctx.job_id), _device())
     artifacts, private = _stores()
     state = compute.weights_file(model, outcome.params, _metadata(ctx))
     private.put_state(ctx.model_id, ctx.job_id, state)

@@ -1,6 +1,6 @@
 """Is the service ready to take work? The database answers ``SELECT 1``, the broker accepts a
-connection, and at least one worker answers a Celery ``ping``. Each check returns a
-:class:`Component`; none raises."""
+connection, and at least one worker answers a Celery remote-control ping (which also reports each
+worker's device). Each check returns a :class:`Component`; none raises."""
 
 from __future__ import annotations
 
@@ -61,20 +61,36 @@ def check_broker(timeout_s: float = BROKER_TIMEOUT_S) -> Component:
     return Component("broker", True, "connected")
 
 
+def _worker_entry(name: str, reply: Any) -> dict[str, Any]:
+    """One worker of the ``/readyz`` body: its name and the device it computes on."""
+    info = reply if isinstance(reply, dict) and "device" in reply else {}
+    return {"name": name, "device": info.get("device", "unknown"),
+            "device_name": info.get("device_name"), "torch": info.get("torch"),
+            "cuda": info.get("cuda")}
+
+
 def check_workers(timeout_s: float = PING_TIMEOUT_S) -> Component:
+    """Ask every worker for its runtime (``broker.CONTROL_RUNTIME``), collecting for ``timeout_s``.
+
+    The answer lists each worker with its device (``cpu``, ``cuda:0``...); a worker that does not
+    know the command (an older version) still counts, with device ``unknown``.
+    """
     try:
-        # limit=1: return at the first answer instead of waiting out the timeout.
-        replies = _producer().control.ping(timeout=timeout_s, limit=1) or []
+        # No limit: how many workers exist is unknown, so replies are collected until timeout_s.
+        replies = _producer().control.broadcast(broker.CONTROL_RUNTIME, reply=True,
+                                                timeout=timeout_s) or []
     except Exception as exc:  # noqa: BLE001
         log.warning("readiness: worker ping failed: %s", exc)
         return Component("workers", False, f"the worker ping failed ({_reason(exc)})",
                          {"count": 0})
-    names = sorted(name for reply in replies for name in reply)
-    if not names:
+    workers = sorted((_worker_entry(name, reply) for answer in replies
+                      for name, reply in answer.items()), key=lambda w: w["name"])
+    if not workers:
         return Component("workers", False, f"no worker answered a ping within {timeout_s} s",
                          {"count": 0})
-    return Component("workers", True, f"{len(names)} worker(s) answered", {"count": len(names),
-                                                                           "names": names})
+    return Component("workers", True, f"{len(workers)} worker(s) answered",
+                     {"count": len(workers), "names": [w["name"] for w in workers],
+                      "workers": workers})
 
 
 def check_all() -> list[Component]:

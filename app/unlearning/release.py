@@ -6,6 +6,9 @@ generator is seeded from the operating system's CSPRNG (:func:`secrets.randbits`
 the seed is a local variable that is neither returned nor stored, so the noise cannot be
 reproduced from any state this module keeps.
 
+The generator lives on the weights' device (a CUDA generator on a GPU worker, so the noise is
+drawn there and never crosses to the host), seeded the same way.
+
 Note: torch's generators are not themselves cryptographic; what the OS seed buys is that the noise
 of a release is unpredictable from anything the service stores or serves.
 """

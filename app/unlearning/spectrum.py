@@ -94,13 +94,13 @@ def _operator(
     curvature: RetainSetCurvature, w: torch.Tensor, counter: _Counter
 ) -> LinearOperator:
     p = curvature.num_params
-    dtype = w.dtype
 
     def matvec(v: np.ndarray) -> np.ndarray:
         counter.count += 1
-        vt = torch.from_numpy(np.ascontiguousarray(v, dtype=np.float64).reshape(-1)).to(dtype)
-        hv = curvature.hvp(w, vt)
-        out = hv.to(torch.float64).numpy()
+        # scipy works in host float64; the product runs on w's device and dtype (a GPU worker).
+        vt = torch.from_numpy(np.ascontiguousarray(v, dtype=np.float64).reshape(-1))
+        hv = curvature.hvp(w, vt.to(device=w.device, dtype=w.dtype))
+        out = hv.to(device="cpu", dtype=torch.float64).numpy()
         if not np.isfinite(out).all():
             raise SolverDivergedError("a Hessian-vector product is NaN/Inf during Lanczos")
         return out
@@ -303,8 +303,8 @@ def minibatch_power_norm(
     idx = torch.randint(curvature.n, (batches, batch_size), generator=gen, device=w.device)
     vs = torch.randn((batches, w.numel()), generator=gen, dtype=w.dtype, device=w.device)
     vs = vs / torch.linalg.vector_norm(vs, dim=1, keepdim=True)
-    est = torch.zeros(batches, dtype=torch.float64)
-    residual = torch.zeros(batches, dtype=torch.float64)
+    est = torch.zeros(batches, dtype=torch.float64, device=w.device)
+    residual = torch.zeros(batches, dtype=torch.float64, device=w.device)
     for _ in range(iterations):
         hv = curvature.minibatch_hvp(w, vs, idx)
         norms = torch.linalg.vector_norm(hv.to(torch.float64), dim=1)

@@ -14,7 +14,8 @@ class _Control:
     def __init__(self, replies):
         self.replies = replies
 
-    def ping(self, timeout, limit=None):
+    def broadcast(self, command, reply, timeout):
+        assert command == "lethe_runtime" and reply
         if isinstance(self.replies, Exception):
             raise self.replies
         return self.replies
@@ -42,15 +43,26 @@ class _Producer:
         return _Conn()
 
 
+GPU_WORKER = {"device": "cuda:1", "device_name": "NVIDIA H100", "torch": "2.13.0",
+              "cuda": "12.8", "cudnn": 91000, "threads": 1, "deterministic": True}
+
+
 def test_ready_when_everything_answers(api, monkeypatch):
     monkeypatch.setattr(readiness, "_producer",
-                        lambda: _Producer([{"w1@host": {"ok": "pong"}}]))
+                        lambda: _Producer([{"w2@host": GPU_WORKER},
+                                           {"w1@host": {"error": "KeyError('lethe_runtime')"}}]))
     r = api.client.get("/readyz")
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["status"] == "ready"
-    assert body["components"]["workers"] == {"status": "ok", "detail": "1 worker(s) answered",
-                                             "count": 1, "names": ["w1@host"]}
+    # Each worker with its device; one that does not know the command counts, device unknown.
+    assert body["components"]["workers"] == {
+        "status": "ok", "detail": "2 worker(s) answered", "count": 2,
+        "names": ["w1@host", "w2@host"],
+        "workers": [{"name": "w1@host", "device": "unknown", "device_name": None, "torch": None,
+                     "cuda": None},
+                    {"name": "w2@host", "device": "cuda:1", "device_name": "NVIDIA H100",
+                     "torch": "2.13.0", "cuda": "12.8"}]}
 
 
 def test_503_names_the_missing_workers(api, monkeypatch):

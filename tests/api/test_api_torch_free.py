@@ -43,3 +43,28 @@ def test_serving_requests_never_imports_torch(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "TORCH_MODULES []" in proc.stdout
+
+
+IMPORT_SCRIPT = textwrap.dedent("""
+    import sys
+    import app, app.cli, workers.celery_app, workers.tasks
+    from app.api.main import create_app
+    create_app()
+    # Neither the API nor importing the worker's modules loads torch, let alone CUDA: the worker
+    # prepares its device in worker_process_init, after it starts (never before a fork).
+    assert "torch" not in sys.modules, sorted(m for m in sys.modules if m.startswith("torch"))
+    import torch
+    assert not torch.cuda.is_initialized()
+    print("CUDA_UNTOUCHED")
+""")
+
+
+def test_importing_the_app_and_the_worker_tasks_never_initialises_cuda(tmp_path):
+    env = {**os.environ, "LETHE_HOME": str(tmp_path), "LETHE_DEVICE": "cuda",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    for var in ("LETHE_DATABASE_URL", "LETHE_BROKER_URL", "LETHE_DATA_DIR"):
+        env.pop(var, None)
+    proc = subprocess.run([sys.executable, "-c", IMPORT_SCRIPT], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "CUDA_UNTOUCHED" in proc.stdout

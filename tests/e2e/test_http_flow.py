@@ -22,7 +22,11 @@ def test_digits_through_unlearning_and_retrain(live_service) -> None:
     assert job.status_code == 202, job.text
     done = service.wait_for(f"/v1/jobs/{job.json()['job_id']}", lambda j: j["status"] in ("succeeded", "failed"))
     assert done["status"] == "succeeded", (done, service.log())
+    # The job and its certificate record what computed it (LETHE_DEVICE=auto: the CPU here).
+    runtime = done["runtime"]
+    assert runtime["device"] == "cpu" and runtime["torch"] and runtime["threads"] == 1
     cert = service.http.get(f"/v1/models/{model_id}/versions/2/certificate").json()
+    assert cert["runtime"] == runtime
     assert cert["method"] == "retrain" and cert["guarantee"]["epsilon"] == 0.0
     assert cert["forgotten"]["lineage_total"] == 30 and cert["forgotten"]["retain_size"] == 1437 - 30
     blob = service.http.get(f"/v1/models/{model_id}/versions/2/download").content

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -27,6 +28,10 @@ def test_ready_with_a_worker_then_metrics(tmp_path: Path) -> None:
         assert {k: v["status"] for k, v in components.items()} == {
             "database": "ok", "broker": "ok", "workers": "ok"}
         assert components["workers"]["count"] >= 1
+        # Each worker reports the device it computes on (LETHE_DEVICE=auto: cpu here, cuda:0 on
+        # a GPU machine).
+        assert all(re.fullmatch(r"cpu|cuda:\d+", w["device"])
+                   for w in components["workers"]["workers"]), components["workers"]
 
         dataset = service.http.post("/v1/datasets", json={"name": "d", "source": "digits"})
         assert dataset.status_code == 201

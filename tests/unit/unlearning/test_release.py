@@ -55,3 +55,15 @@ def test_bad_noise_std(sigma: float) -> None:
 def test_integer_params_refused() -> None:
     with pytest.raises(ValueError, match="floating"):
         noisy_release(torch.zeros(3, dtype=torch.long), 1.0)
+
+
+def test_the_noise_is_drawn_from_the_os_seed_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    import secrets
+
+    params = torch.zeros(1000)
+    draws = iter([7, 7, 8])
+    monkeypatch.setattr(secrets, "randbits", lambda k: next(draws))
+    a, b, c = (noisy_release(params, 1.0) for _ in range(3))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    expected = torch.randn(1000, generator=torch.Generator(device=params.device).manual_seed(7))
+    assert torch.equal(a, expected)
