@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Dataset, DatasetSample
 from app.errors import InvalidInput
+from app.unlearning.uploads import MAX_ID_CHARS
 
 __all__ = ["MAX_LISTED_IDS", "check_id_list", "rows_of_sample_ids", "rows_of_subjects"]
 
@@ -64,6 +65,9 @@ def check_id_list(raw_ids: Sequence[str], *, field: str, max_ids: int) -> list[s
 def _lookup(session: Session, dataset_id: str, column: str,
             ids: Sequence[str]) -> list[tuple[str, int]]:
     key = getattr(DatasetSample, column)
+    # Ids an upload can never hold (too long, control characters such as NUL, which PostgreSQL
+    # text refuses) are unknown without asking the database.
+    ids = [i for i in ids if len(i) <= MAX_ID_CHARS and i.isprintable()]
     found: list[tuple[str, int]] = []
     for start in range(0, len(ids), _LOOKUP_CHUNK):
         chunk = ids[start:start + _LOOKUP_CHUNK]
