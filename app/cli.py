@@ -63,9 +63,12 @@ def _use_device(device: str | None) -> None:
     get_settings.cache_clear()
 
 
-def api_command(host: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "uvicorn", "app.api.main:create_app", "--factory",
-            "--host", host, "--port", str(port), "--log-level", "warning"]
+def api_command(host: str, port: int, workers: int = 1) -> list[str]:
+    """uvicorn serving the app factory; ``workers`` > 1 forks that many processes on one socket
+    (each builds its own app, engine and pool)."""
+    command = [sys.executable, "-m", "uvicorn", "app.api.main:create_app", "--factory",
+               "--host", host, "--port", str(port), "--log-level", "warning"]
+    return command + ["--workers", str(workers)] if workers > 1 else command
 
 
 def _prepare() -> None:
@@ -134,10 +137,12 @@ def stop_processes(children: list[subprocess.Popen[bytes]], timeout_s: float = 2
 
 @cli.command()
 def api(port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-        host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1") -> None:
+        host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+        workers: Annotated[int, typer.Option(min=1, help="API processes (uvicorn workers).")] = 1,
+        ) -> None:
     """Run only the API (production layout: workers run apart, e.g. ``lethe worker``)."""
-    _prepare()
-    os.execv(sys.executable, api_command(host, port))
+    _prepare()  # migrate once here, so the API processes find the schema at head
+    os.execv(sys.executable, api_command(host, port, workers))
 
 
 @cli.command()
