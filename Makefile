@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lethe-installed
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test install lint clean bench bench-scaling
+.PHONY: demo test install lint clean bench bench-scaling bench-intake
 
 install: $(STAMP)
 
@@ -33,6 +33,15 @@ bench: $(STAMP)
 SCALING ?= --quick
 bench-scaling: $(STAMP)
 	$(PY) benchmarks/scaling.py $(SCALING)
+
+# Issue 4: accepted deletion requests per second on PostgreSQL (runs/bench/intake.{json,md}).
+# Needs a PostgreSQL server where it may create and drop a database (BENCH_PG) and, for the
+# production broker, Redis (BENCH_REDIS; a database index of its own: it is purged at the end).
+BENCH_PG ?= $(LETHE_TEST_POSTGRES_URL)
+BENCH_REDIS ?=
+INTAKE ?= --seconds 20 --clients 64 --api-workers 2
+bench-intake: $(STAMP)
+	$(PY) benchmarks/intake.py --database-url "$(BENCH_PG)" $(if $(BENCH_REDIS),--broker-url "$(BENCH_REDIS)") $(INTAKE)
 
 clean:
 	rm -rf var runs .pytest_cache

@@ -5,21 +5,36 @@ version has forgotten yet reach ``batching.max_samples``, or when the oldest of 
 ``batching.max_wait_seconds``, whichever comes first; or on demand (``force``). Sealing is a
 conditional UPDATE (``... WHERE status = 'pending'``), so two sealers racing never put one request
 into two jobs.
+
+On the intake path (:func:`seal_after_submit`, :func:`seal_timer_after_submit`) one aggregate query
+over the model's pending requests decides whether the full check is needed: the sum of their id
+counts bounds the distinct outstanding samples from above, so below ``max_samples`` (and with the
+oldest younger than ``max_wait_seconds``) nothing can be due, and nothing is loaded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import DeletionRequest, Job, Model, utcnow
 from app.schemas.models import BatchingSpec
 from app.services.forgotten import forgotten_versions
 
-__all__ = ["batching_policy", "complete_already_forgotten", "seal_if_due", "seconds_until_due"]
+__all__ = [
+    "PendingSummary",
+    "batching_policy",
+    "complete_already_forgotten",
+    "pending_summary",
+    "seal_after_submit",
+    "seal_if_due",
+    "seal_timer_after_submit",
+    "seconds_until_due",
+]
 
 
 def _utc(value: datetime) -> datetime:
@@ -74,8 +89,23 @@ def complete_already_forgotten(
     return done
 
 
+def _lock_model(session: Session, model_id: str, *, skip_locked: bool) -> bool:
+    """Take the model's row lock for sealing (``FOR NO KEY UPDATE``: it does not block the
+    ``FOR KEY SHARE`` that each new request's foreign key takes). Sealers then run one at a time,
+    so two never read the same pending set and the loser never seals a handful of stragglers as
+    a tiny batch. SQLite has no row locks: ``BEGIN IMMEDIATE`` serialises writers already.
+
+    Returns:
+        ``False`` when ``skip_locked`` and another transaction holds the lock (it is sealing).
+    """
+    locked = session.scalar(select(Model.id).where(Model.id == model_id)
+                            .with_for_update(key_share=True, skip_locked=skip_locked))
+    return locked is not None
+
+
 def seal_if_due(
-    session: Session, model_id: str, *, now: datetime | None = None, force: bool = False
+    session: Session, model_id: str, *, now: datetime | None = None, force: bool = False,
+    skip_locked: bool = False,
 ) -> Job | None:
     """Seal the model's pending requests into a new ``unlearn`` job if the policy says so.
 
@@ -86,6 +116,8 @@ def seal_if_due(
         model_id: The model.
         now: The clock (tests pass a future instant to trigger the age rule); default now.
         force: Seal whatever is pending, regardless of the policy.
+        skip_locked: Return ``None`` at once if another transaction is sealing this model
+            (the intake path); otherwise wait for it.
 
     Returns:
         The queued job (enqueue it after the commit), or ``None`` when nothing was sealed.
@@ -93,6 +125,8 @@ def seal_if_due(
     now = _utc(now or utcnow())
     model = session.get(Model, model_id)
     if model is None or model.status != "ready":
+        return None
+    if not _lock_model(session, model_id, skip_locked=skip_locked):
         return None
     complete_already_forgotten(session, model_id, now=now)
     pending = _pending(session, model_id)
@@ -141,4 +175,74 @@ def seconds_until_due(
         return None
     now = _utc(now or utcnow())
     age_s = (now - _utc(pending[0].created_at)).total_seconds()
+    return max(0.0, batching_policy(model).max_wait_seconds - age_s)
+
+
+@dataclass(frozen=True)
+class PendingSummary:
+    """A model's pending requests in one aggregate row.
+
+    Attributes:
+        count: Pending requests.
+        oldest_created_at: When the oldest was accepted (``None`` when none is pending).
+        sample_id_total: Sum of their id counts: an upper bound on the distinct samples they name.
+    """
+
+    count: int
+    oldest_created_at: datetime | None
+    sample_id_total: int
+
+
+def pending_summary(session: Session, model_id: str) -> PendingSummary:
+    """One aggregate query over the model's pending requests (index ``model_id, status``)."""
+    count, oldest, total = session.execute(
+        select(func.count(), func.min(DeletionRequest.created_at),
+               func.coalesce(func.sum(func.json_array_length(DeletionRequest.sample_ids)), 0))
+        .where(DeletionRequest.model_id == model_id, DeletionRequest.status == "pending")
+    ).one()
+    return PendingSummary(int(count), _utc(oldest) if oldest is not None else None, int(total))
+
+
+def _may_be_due(summary: PendingSummary, policy: BatchingSpec, now: datetime) -> bool:
+    if summary.oldest_created_at is None:
+        return False
+    age_s = (now - summary.oldest_created_at).total_seconds()
+    return summary.sample_id_total >= policy.max_samples or age_s >= policy.max_wait_seconds
+
+
+def seal_after_submit(session: Session, model: Model, *, now: datetime | None = None) -> Job | None:
+    """:func:`seal_if_due` after a request was added, skipped when the pending requests cannot
+    be due (see the module docstring), or when another transaction is sealing this model (the
+    request then waits for the next check: a later submit, its window's timer, or the check after
+    each job). A submit changes only the pending set, so completing requests that a new version
+    forgot meanwhile is left to the seal checks after each job.
+
+    Returns:
+        The queued job (enqueue it after the commit), or ``None``.
+    """
+    now = _utc(now or utcnow())
+    if model.status != "ready":
+        return None
+    if not _may_be_due(pending_summary(session, model.id), batching_policy(model), now):
+        return None
+    return seal_if_due(session, model.id, now=now, skip_locked=True)
+
+
+def seal_timer_after_submit(
+    session: Session, model_id: str, *, now: datetime | None = None
+) -> float | None:
+    """Seconds until the batch window that the request just stored opened is due, or ``None``.
+
+    Only the request that found no other pending one opens the window and schedules its seal
+    check; the later ones ride on that timer, and a timer that fires early (its request was
+    canceled) reschedules itself for the new oldest (``engine.seal_and_enqueue``). Two first
+    requests that meet concurrently both schedule one, which is harmless.
+    """
+    model = session.get(Model, model_id)  # in the session already: no query
+    if model is None:
+        return None
+    summary = pending_summary(session, model_id)
+    if summary.count != 1 or summary.oldest_created_at is None:
+        return None
+    age_s = (_utc(now or utcnow()) - summary.oldest_created_at).total_seconds()
     return max(0.0, batching_policy(model).max_wait_seconds - age_s)

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Dataset, DeletionRequest, ForgottenSample, Job, utcnow
 from app.errors import InvalidInput, NotFound, StateConflict
-from app.services.batching import seal_if_due
+from app.services.batching import seal_after_submit
 from app.services.forgotten import forgotten_versions
 from app.services.id_lookup import rows_of_sample_ids, rows_of_subjects
 from app.services.models import get_model
@@ -193,7 +193,7 @@ def submit(
         )
     session.add(request)
     session.flush()
-    job = seal_if_due(session, model_id, now=now)
+    job = seal_after_submit(session, model, now=now)
     return request, [job] if job is not None else []
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from app.db import models as orm
 from app.db.models import utcnow
 from app.db.session import session_scope
-from app.services.batching import seal_if_due, seconds_until_due
+from app.services.batching import PendingSummary, pending_summary, seal_if_due, seconds_until_due
 
 
 def _requests(model_id):
@@ -146,3 +146,38 @@ def test_two_sealers_never_seal_a_request_twice(api, monkeypatch):
         assert seal_if_due(s, model["id"], force=True) is None
     assert [j.id for j in _jobs(model["id"], "unlearn")] == [first_id]
     assert _requests(model["id"]) == [("batched", first_id)]
+
+
+def test_only_the_request_that_opens_a_batch_window_schedules_its_seal_check(api):
+    model = api.ready_model(batching={"max_samples": 100, "max_wait_seconds": 30})
+    for ids in (["1"], ["2", "3"], ["4"]):
+        assert api.forget(model["id"], ids).json()["status"] == "pending"
+    seal = [m for m in api.broker_messages() if m["task"] == "lethe.seal_due"]
+    assert [m["args"] for m in seal] == [[model["id"]]]
+    with session_scope() as s:  # the window closes: the next request opens a new one
+        assert seal_if_due(s, model["id"], force=True) is not None
+    api.forget(model["id"], ["5"])
+    seal = [m for m in api.broker_messages() if m["task"] == "lethe.seal_due"]
+    assert [m["args"] for m in seal] == [[model["id"]], [model["id"]]]
+
+
+def test_pending_summary_counts_ids_and_finds_the_oldest(api):
+    model = api.ready_model(batching={"max_samples": 100, "max_wait_seconds": 30})
+    with session_scope() as s:
+        assert pending_summary(s, model["id"]) == PendingSummary(0, None, 0)
+    first = api.forget(model["id"], ["1", "2"]).json()
+    api.forget(model["id"], ["2", "3", "4"])  # "2" twice: the total bounds the distinct count
+    with session_scope() as s:
+        summary = pending_summary(s, model["id"])
+        created = s.get(orm.DeletionRequest, first["id"]).created_at
+    assert (summary.count, summary.sample_id_total) == (2, 5)
+    assert summary.oldest_created_at == created.replace(tzinfo=summary.oldest_created_at.tzinfo)
+
+
+def test_a_size_seal_is_skipped_only_while_another_transaction_seals(api):
+    model = api.ready_model(batching={"max_samples": 2, "max_wait_seconds": 3600})
+    api.forget(model["id"], ["1"])
+    with session_scope() as s:
+        # SQLite has no row locks (BEGIN IMMEDIATE serialises): skip_locked then never skips.
+        assert seal_if_due(s, model["id"], skip_locked=True) is None  # 1 < 2: not due
+    assert api.forget(model["id"], ["2"]).json()["status"] == "batched"

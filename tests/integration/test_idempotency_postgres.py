@@ -1,6 +1,7 @@
 """On real PostgreSQL (read committed, truly concurrent transactions): duplicates with one
 ``Idempotency-Key`` create one resource (the losers meet the unique constraint and answer the
-stored response), and a cancel racing a seal never both win."""
+stored response), a cancel racing a seal never both win, and intake sealers take turns on the
+model's row lock (one that finds it held leaves its request pending for the next check)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ with warnings.catch_warnings():
 from app import broker
 from app.api.main import create_app
 from app.db import models as orm
-from app.db.session import reset_engine, session_scope
+from app.db.session import get_sessionmaker, reset_engine, session_scope
 from app.services import batching
 from app.services import requests as requests_service
 from app.settings import get_settings
@@ -131,3 +132,26 @@ def test_cancel_and_seal_never_both_win(client: TestClient) -> None:
                 assert job is not None
                 job.status = "succeeded"
                 row.status = "completed"
+
+
+def test_an_intake_seal_skips_while_another_transaction_holds_the_model(client: TestClient) -> None:
+    model_id = _ready_model(client)
+    with session_scope() as s:
+        s.get_one(orm.Model, model_id).batching = {"max_samples": 3, "max_wait_seconds": 3600}
+    url = f"/v1/models/{model_id}/deletion-requests"
+    for ids in (["1"], ["2"]):
+        assert client.post(url, json={"sample_ids": ids}, headers=HEADERS).json()["status"] == "pending"
+    holder = get_sessionmaker()()  # a sealer in the middle of its transaction
+    try:
+        assert batching.seal_if_due(holder, model_id) is None  # not due yet; the row stays locked
+        due = client.post(url, json={"sample_ids": ["3"]}, headers=HEADERS)
+        assert due.status_code == 202 and due.json()["status"] == "pending"  # skipped, not blocked
+    finally:
+        holder.rollback()
+        holder.close()
+    sealed = client.post(url, json={"sample_ids": ["4"]}, headers=HEADERS)
+    assert sealed.json()["status"] == "batched"
+    with session_scope() as s:
+        jobs = {r.job_id for r in s.scalars(select(orm.DeletionRequest)
+                                            .where(orm.DeletionRequest.model_id == model_id))}
+    assert len(jobs) == 1 and None not in jobs  # all four sealed together, once

@@ -51,7 +51,7 @@ def submit_deletion_request(
                                    subject_ids=body.subject_ids)
     uow.after_commit.enqueue(jobs)
     if request.status == "pending":
-        wait_s = batching.seconds_until_due(uow.session, model_id)
+        wait_s = batching.seal_timer_after_submit(uow.session, model_id)
         if wait_s is not None:
             uow.after_commit.add(schedule_seal_check, model_id, wait_s)
     response.headers["Location"] = paths.url(paths.DELETION_REQUEST, request_id=request.id)
