@@ -6,9 +6,11 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -115,3 +117,57 @@ def digits_flow(service: LiveService) -> dict[str, Any]:
     assert cert["forgotten"]["m"] == 30 and cert["method"] == "newton-lissa"
     assert cert["guarantee"]["noise_std"] == 0.01 and cert["guarantee"]["epsilon"] > 0
     return {"model_id": model_id, "certificate": cert, "versions": versions}
+
+
+def postgres_bin_dir() -> Path | None:
+    """The newest ``/usr/lib/postgresql/*/bin`` that has ``initdb`` and ``pg_ctl`` (as .ci/run
+    picks it), or ``None``."""
+    found = [d for d in Path("/usr/lib/postgresql").glob("*/bin")
+             if (d / "initdb").exists() and (d / "pg_ctl").exists()]
+    return max(found, key=lambda d: int(d.parent.name)) if found else None
+
+
+class ThrowawayPostgres:
+    """A PostgreSQL cluster of one's own that a test may stop and start: initdb into a temp
+    folder, trust auth on loopback, its socket in that folder. Run as the ``postgres`` user when
+    the tests run as root (initdb refuses root), as .ci/run does."""
+
+    def __init__(self, bin_dir: Path) -> None:
+        self.bin_dir = bin_dir
+        self.dir = Path(tempfile.mkdtemp(prefix="lethe-pg-"))
+        self.dir.chmod(0o755)
+        self.data = self.dir / "data"
+        self.port = _free_port()
+        self.log = self.dir / "log"
+        if os.getuid() == 0:
+            shutil.chown(self.dir, "postgres")
+        self._as_owner([str(bin_dir / "initdb"), "-D", str(self.data), "-A", "trust",
+                        "-U", "postgres"])
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _as_owner(self, argv: list[str]) -> None:
+        if os.getuid() == 0:
+            argv = ["runuser", "-u", "postgres", "--", *argv]
+        subprocess.run(argv, check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        """Start and wait until it accepts connections (``pg_ctl -w``)."""
+        self._as_owner([str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
+                        "-w", "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1",
+                        "start"])
+
+    def stop(self, mode: str = "fast") -> None:
+        """``fast``: roll back open transactions and close their connections, then stop."""
+        self._as_owner([str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w",
+                        "stop"])
+
+    def destroy(self) -> None:
+        try:
+            self.stop("immediate")
+        except subprocess.CalledProcessError:
+            pass  # already stopped
+        shutil.rmtree(self.dir, ignore_errors=True)

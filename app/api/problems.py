@@ -4,7 +4,9 @@
 - ``RequestValidationError`` (bad field, wrong type, malformed JSON): 422 with an ``errors`` list,
   each naming the field (``loc``/``field``), the message and the pydantic error type.
 - ``HTTPException`` (unknown route, wrong method, ...): its status.
-- A database that is down or saturated (``OperationalError``, pool timeout): 503 with Retry-After.
+- A database that is down or saturated (``OperationalError``, pool timeout, or any ``DBAPIError``
+  on a connection SQLAlchemy has invalidated, e.g. one closed under it by a restart): 503 with
+  Retry-After.
 - Anything else: 500 with a fixed message; the stack trace goes to the log, never to the client.
 """
 
@@ -18,7 +20,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -133,6 +135,15 @@ async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """A driver error that is not an ``OperationalError``: 503 if it came from a lost
+    connection (SQLAlchemy marks those ``connection_invalidated``), else a 500."""
+    assert isinstance(exc, DBAPIError)
+    if exc.connection_invalidated:
+        return await _unavailable(request, exc)
+    return await _unexpected(request, exc)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
@@ -147,5 +158,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(OperationalError, _unavailable)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(SATimeoutError, _unavailable)
     app.add_exception_handler(Exception, _unexpected)
