@@ -40,6 +40,7 @@ from app.unlearning.params import flatten_params, load_flat_params, unflatten
 from app.unlearning.release import noisy_release
 from app.unlearning.spectrum import auto_damping, lanczos_lambda_min, power_norm
 from app.unlearning.training import TrainingRecipe, accuracy, train
+from app.unlearning.uploads import load_uploaded
 
 Progress = Callable[[float], None]
 
@@ -48,6 +49,13 @@ Progress = Callable[[float], None]
 def load_dataset(source: str, data_dir: str) -> ArrayDataset:
     """Built-in dataset, cached per worker process (a worker serves many jobs)."""
     return load_builtin(source, Path(data_dir))
+
+
+@lru_cache(maxsize=4)
+def load_uploaded_dataset(path: str, checksum_sha256: str) -> ArrayDataset:
+    """An uploaded dataset (:func:`app.unlearning.uploads.load_uploaded`: checked against its
+    checksum, flattened to ``[n, d]``), cached per worker process like the built-ins."""
+    return load_uploaded(Path(path), checksum_sha256)
 
 
 CPU = torch.device("cpu")

@@ -34,8 +34,10 @@ from app.db.models import Dataset, Job, LedgerEntry, Model, Version
 from app.db.session import session_scope
 from app.services import batching, certificates, compute, dispatch, requests, signing, worker_runtime
 from app.services.forgotten import forgotten_versions, record_forgotten
+from app.services.uploads import NPZ_SUFFIX
 from app.settings import get_settings
 from app.storage.artifacts import ArtifactStore, PrivateStore
+from app.unlearning.uploads import UPLOAD_SOURCE
 from app.unlearning.device import release_device_memory
 from app.services.budget_policy import Release, lineage_figures
 
@@ -276,7 +278,11 @@ def _device() -> torch.device:
 
 
 def _data(ctx: JobContext) -> compute.ArrayDataset:
-    return compute.load_dataset(ctx.dataset_source, str(get_settings().resolved_data_dir))
+    settings = get_settings()
+    if ctx.dataset_source == UPLOAD_SOURCE:  # stored at its content address: the checksum
+        path = ArtifactStore(settings.artifacts_dir).path_for(ctx.dataset_checksum, NPZ_SUFFIX)
+        return compute.load_uploaded_dataset(str(path), ctx.dataset_checksum)
+    return compute.load_dataset(ctx.dataset_source, str(settings.resolved_data_dir))
 
 
 def _metadata(ctx: JobContext) -> dict[str, str]:
