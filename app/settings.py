@@ -40,6 +40,9 @@ class Settings(BaseSettings):
         "longer than the longest job.")
     job_max_attempts: int = Field(default=3, ge=1, description="Deliveries of a job before it is failed.")
     max_request_samples: int = Field(default=100_000, ge=1, description="Most sample ids in one deletion request.")
+    idempotency_ttl_hours: float = Field(
+        default=24.0, gt=0, description="An Idempotency-Key is kept this long; after it, the key "
+        "is new again, and the workers purge it.")
     # 1 GiB: MNIST's 70k rows as float32 take 220 MB, CIFAR-10's 60k as float32 737 MB.
     max_upload_bytes: int = Field(
         default=1 << 30, ge=1, description="Largest uploaded dataset (.npz body), and most bytes "

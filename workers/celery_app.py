@@ -58,8 +58,11 @@ def _runtime(_state: Any, **_kwargs: Any) -> dict[str, Any]:
 
 
 def _reaper() -> None:
-    """Find jobs whose worker died (stale heartbeat) and requeue them, now and periodically."""
+    """Now and periodically: find jobs whose worker died (stale heartbeat) and requeue them;
+    delete the Idempotency-Keys past their TTL."""
+    from app.db.session import session_scope
     from app.services.engine import reap_stale_jobs
+    from app.services.idempotency import purge_expired
     from app.settings import get_settings
 
     period = get_settings().job_stale_seconds / 2
@@ -68,5 +71,12 @@ def _reaper() -> None:
             reap_stale_jobs()
         except Exception:  # the reaper must outlive a database hiccup
             log.exception("reaping stale jobs failed")
+        try:
+            with session_scope() as session:
+                purged = purge_expired(session)
+            if purged:
+                log.info("purged %d expired idempotency keys", purged)
+        except Exception:
+            log.exception("purging expired idempotency keys failed")
         if _stop_reaper.wait(period):
             return

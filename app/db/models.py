@@ -193,11 +193,12 @@ class LedgerEntry(Base):
 class IdempotencyKey(Base):
     """A creating POST's ``Idempotency-Key``, scoped by the API key that sent it, with the
     request's fingerprint and the answer it got. Written in the transaction that created the
-    resource, so the two exist together or not at all."""
+    resource, so the two exist together or not at all. Kept ``LETHE_IDEMPOTENCY_TTL_HOURS``."""
 
     __tablename__ = "idempotency_keys"
     __table_args__ = (
         UniqueConstraint("api_key_id", "key", name="uq_idempotency_keys_api_key_key"),
+        Index("ix_idempotency_keys_created_at", "created_at"),  # the purge of expired keys
     )
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     api_key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"))

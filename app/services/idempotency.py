@@ -12,6 +12,10 @@ A later request with the same key and the same fingerprint gets the stored answe
 fingerprint it is refused (:class:`~app.errors.IdempotencyConflict`, 409). Two concurrent requests
 with one key meet at the unique constraint ``(api_key_id, key)``: the loser's transaction (empty
 so far) is rolled back and it answers as a later request would.
+
+A key is kept ``LETHE_IDEMPOTENCY_TTL_HOURS`` (default 24, as Stripe keeps its keys): past that it
+is new again, whether or not :func:`purge_expired` (run periodically by the workers) has deleted
+its row yet.
 """
 
 from __future__ import annotations
@@ -20,17 +24,20 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import rfc8785
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db.models import IdempotencyKey
+from app.db.models import IdempotencyKey, utcnow
 from app.errors import IdempotencyConflict, InvalidInput
+from app.settings import get_settings
 
-__all__ = ["MAX_KEY_CHARS", "Claim", "Replay", "claim", "fingerprint"]
+__all__ = ["MAX_KEY_CHARS", "Claim", "Replay", "claim", "expired_before", "fingerprint",
+           "purge_expired"]
 
 log = logging.getLogger(__name__)
 
@@ -108,14 +115,46 @@ def _answer(row: IdempotencyKey, request_sha256: str) -> Replay:
     return Replay(row.status_code, row.response_body, dict(row.response_headers or {}))
 
 
+def expired_before(now: datetime | None = None, ttl_hours: float | None = None) -> datetime:
+    """Keys created before this instant are expired.
+
+    Args:
+        now: The clock (tests); default now, UTC.
+        ttl_hours: Default ``Settings.idempotency_ttl_hours``.
+    """
+    ttl = get_settings().idempotency_ttl_hours if ttl_hours is None else ttl_hours
+    return (now or utcnow()) - timedelta(hours=ttl)
+
+
+def _utc(value: datetime) -> datetime:
+    """SQLite returns naive datetimes; Lethe stores UTC."""
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+def purge_expired(session: Session, *, now: datetime | None = None) -> int:
+    """Delete the keys past their TTL (one indexed DELETE on ``created_at``); returns how many.
+
+    Safe to run from several workers at once, and against concurrent claims (a claim replacing
+    an expired key deletes it by id and tolerates finding it gone).
+    """
+    result = session.execute(
+        delete(IdempotencyKey).where(IdempotencyKey.created_at < expired_before(now))
+        .execution_options(synchronize_session=False))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 def _find(session: Session, api_key_id: str, key: str) -> IdempotencyKey | None:
     return session.scalar(select(IdempotencyKey).where(
         IdempotencyKey.api_key_id == api_key_id, IdempotencyKey.key == key))
 
 
 def claim(session: Session, api_key_id: str, key: str, *, method: str, path: str,
-          body: bytes) -> Claim:
-    """Claim ``key`` for this request, before the handler writes anything.
+          body: bytes, now: datetime | None = None) -> Claim:
+    """Claim ``key`` for this request, before the handler writes anything. A key stored more
+    than ``LETHE_IDEMPOTENCY_TTL_HOURS`` ago is new again: its row is replaced.
+
+    Args:
+        now: The clock (tests); default now, UTC.
 
     Returns:
         The claim; call :meth:`Claim.remember` once the answer is known.
@@ -126,12 +165,18 @@ def claim(session: Session, api_key_id: str, key: str, *, method: str, path: str
         InvalidInput: A key that is empty or longer than 200 characters (422).
     """
     check_key(key)
+    now = now or utcnow()
     request_sha256 = fingerprint(method, path, body)
     existing = _find(session, api_key_id, key)
     if existing is not None:
-        raise _answer(existing, request_sha256)
+        if _utc(existing.created_at) >= expired_before(now):
+            raise _answer(existing, request_sha256)
+        # Expired: forget it (a concurrent purge or claim may have deleted it already).
+        session.expunge(existing)
+        session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == existing.id)
+                        .execution_options(synchronize_session=False))
     row = IdempotencyKey(api_key_id=api_key_id, key=key, method=method.upper(), path=path,
-                         request_sha256=request_sha256)
+                         request_sha256=request_sha256, created_at=now)
     session.add(row)
     try:
         session.flush()

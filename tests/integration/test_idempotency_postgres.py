@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import threading
 import warnings
+from datetime import timedelta
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
@@ -103,6 +104,24 @@ def test_concurrent_different_bodies_one_wins_the_rest_409(client: TestClient) -
     assert codes == [202] + [409] * 7, [a.text for a in answers]
     with session_scope() as s:
         assert s.scalar(select(func.count()).select_from(orm.DeletionRequest)) == 1
+
+
+def test_concurrent_reuses_of_an_expired_key_create_one_new_request(client: TestClient) -> None:
+    model_id = _ready_model(client)
+    url = f"/v1/models/{model_id}/deletion-requests"
+    first = client.post(url, json={"sample_ids": ["1"]}, headers=HEADERS | {"Idempotency-Key": "old"})
+    with session_scope() as s:  # the key was stored more than LETHE_IDEMPOTENCY_TTL_HOURS ago
+        s.execute(update(orm.IdempotencyKey).values(
+            created_at=orm.utcnow() - timedelta(hours=get_settings().idempotency_ttl_hours, minutes=1)))
+    answers = _together(8, lambda _i: client.post(
+        url, json={"sample_ids": ["2"]}, headers=HEADERS | {"Idempotency-Key": "old"}))
+    assert [a.status_code for a in answers] == [202] * 8, [a.text for a in answers]
+    ids = {a.json()["id"] for a in answers}
+    assert len(ids) == 1 and first.json()["id"] not in ids  # one new request; the rest replay it
+    assert sorted(a.headers.get("Idempotent-Replayed", "") for a in answers) == [""] + ["true"] * 7
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(orm.DeletionRequest)) == 2
+        assert s.scalar(select(func.count()).select_from(orm.IdempotencyKey)) == 1
 
 
 def test_cancel_and_seal_never_both_win(client: TestClient) -> None:
