@@ -19,6 +19,11 @@ ENV PATH=/opt/venv/bin:$PATH \
     LETHE_HOME=/var/lib/lethe \
     PYTHONUNBUFFERED=1
 RUN mkdir -p /var/lib/lethe && chown lethe:lethe /var/lib/lethe
+# Fashion-MNIST (built-in source fashion-mnist): Debian's package installs its IDX files under
+# /usr/share/datasets/fashion-mnist; Lethe checks their SHA-256 before use.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends dataset-fashion-mnist=0.0~git20200523.55506a9-1 \
+    && rm -rf /var/lib/apt/lists/*
 # Numeric ids: resolvable whatever the host's passwd file says (hadolint DL3066).
 USER 10001:10001
 WORKDIR /home/lethe

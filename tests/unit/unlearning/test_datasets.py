@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from app.unlearning import datasets
+from app.unlearning.dataset_files import write_npz_atomic
 from app.unlearning.datasets import (
     BUILTIN_DATASETS,
     DatasetError,
@@ -182,8 +183,8 @@ def test_datasets_module_does_not_import_torch(tmp_path: Path) -> None:
 
 def test_npz_write_is_atomic_and_reproducible(tmp_path: Path) -> None:
     arrays = {"a": np.arange(5, dtype=np.int64), "b": np.ones((2, 2), np.uint8)}
-    datasets._write_npz_atomic(tmp_path / "one.npz", arrays)
-    datasets._write_npz_atomic(tmp_path / "two.npz", arrays)
+    write_npz_atomic(tmp_path / "one.npz", arrays)
+    write_npz_atomic(tmp_path / "two.npz", arrays)
     assert (tmp_path / "one.npz").read_bytes() == (tmp_path / "two.npz").read_bytes()
     with np.load(tmp_path / "one.npz") as npz:
         np.testing.assert_array_equal(npz["a"], arrays["a"])
