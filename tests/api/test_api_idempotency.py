@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.db import models as orm
 from app.db.session import session_scope
@@ -147,3 +148,21 @@ def test_concurrent_duplicates_create_one_resource(api):
     assert [a.status_code for a in answers] == [202] * 8, [a.text for a in answers]
     assert len({a.json()["id"] for a in answers}) == 1
     assert api.counts()["deletion_requests"] == 1
+
+
+def test_the_worker_reaper_purges_expired_keys(api):
+    from workers import celery_app as worker
+
+    for key in ("stale", "fresh"):
+        api.client.post("/v1/datasets", json={"name": key, "source": "digits"},
+                        headers=_with(api.admin, key))
+    with session_scope() as s:
+        s.execute(update(orm.IdempotencyKey).where(orm.IdempotencyKey.key == "stale").values(
+            created_at=orm.utcnow() - timedelta(hours=24, minutes=1)))
+    worker._stop_reaper.set()  # one pass of the loop, then it returns
+    try:
+        worker._reaper()
+    finally:
+        worker._stop_reaper.clear()
+    with session_scope() as s:
+        assert s.scalars(select(orm.IdempotencyKey.key)).all() == ["fresh"]
