@@ -20,7 +20,10 @@ class SampleProof(PublicModel):
     """A forgotten sample, the version that forgot it, and its inclusion proof in that version's
     ``forgotten.merkle_root``."""
 
-    sample_id: int
+    sample_id: int = Field(description="The training-row index (what the Merkle tree commits).")
+    uploaded_id: str | None = Field(
+        default=None, description="The row's sample id in an uploaded dataset (null for a "
+                                  "built-in, whose ids are the row indices).")
     version: int
     proof: list[ProofStep]
 
@@ -33,6 +36,8 @@ class ReceiptPublic(PublicModel):
     model_id: str
     version: int | None = Field(description="The version the request completed at.")
     commitment: dict[str, str]
+    subject_ids: list[str] | None = Field(
+        default=None, description="The subjects the request named (null for a sample request).")
     samples: list[SampleProof]
     certificates: list[dict[str, Any]] = Field(
         description="The signed certificate of each version named in samples, by version.")

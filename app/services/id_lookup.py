@@ -18,7 +18,8 @@ from app.db.models import Dataset, DatasetSample
 from app.errors import InvalidInput
 from app.unlearning.uploads import MAX_ID_CHARS
 
-__all__ = ["MAX_LISTED_IDS", "check_id_list", "rows_of_sample_ids", "rows_of_subjects"]
+__all__ = ["MAX_LISTED_IDS", "check_id_list", "rows_of_sample_ids", "rows_of_subjects",
+           "sample_ids_of_rows"]
 
 MAX_LISTED_IDS = 20
 """At most this many offending ids are named in an error."""
@@ -132,3 +133,15 @@ def rows_of_subjects(session: Session, dataset: Dataset, raw_ids: Sequence[str],
             f"these subjects have {len(found)} samples; one request may forget at most "
             f"{max_samples}", field="subject_ids", max_samples=max_samples)
     return sorted(row for _, row in found)
+
+
+def sample_ids_of_rows(session: Session, dataset_id: str, rows: Sequence[int]) -> dict[int, str]:
+    """The uploaded sample id of each row (the inverse of :func:`rows_of_sample_ids`); rows of a
+    built-in dataset have none (empty mapping)."""
+    found: dict[int, str] = {}
+    for start in range(0, len(rows), _LOOKUP_CHUNK):
+        chunk = list(rows[start:start + _LOOKUP_CHUNK])
+        found.update((int(row), str(sid)) for row, sid in session.execute(
+            select(DatasetSample.row_index, DatasetSample.sample_id)
+            .where(DatasetSample.dataset_id == dataset_id, DatasetSample.row_index.in_(chunk))))
+    return found

@@ -5,6 +5,11 @@ publish transaction recorded it in ``forgotten_samples``), the id's Merkle inclu
 version's commitment ``forgotten.merkle_root`` (the tree over the ids that version NEWLY forgot,
 :mod:`app.services.merkle`), and the signed certificate of every such version. A request whose ids
 an earlier version had already forgotten points at that earlier version for those ids.
+
+The committed ids are training-row indices. For an uploaded dataset each sample also carries its
+uploaded id (``uploaded_id``), and the receipt the subjects the request named: the certificate's
+``dataset.checksum_sha256`` is the SHA-256 of the uploaded ``.npz``, whose ``sample_ids[i]`` names
+row i, so whoever holds the file can check that mapping too.
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.models import ForgottenSample, Version
+from app.db.models import Dataset, ForgottenSample, Model, Version
 from app.errors import StateConflict
 from app.services.forgotten import forgotten_versions
+from app.services.id_lookup import sample_ids_of_rows
 from app.services.merkle import COMMITMENT_SCHEME, merkle_proofs
 from app.services.requests import get_request
 
@@ -29,8 +35,10 @@ def build_receipt(session: Session, request_id: str) -> dict[str, Any]:
     """The receipt of a completed deletion request.
 
     Returns:
-        ``{schema, request_id, model_id, version, commitment, samples: [{sample_id, version,
-        proof}], certificates: [signed certificate, by version]}``.
+        ``{schema, request_id, model_id, version, commitment, subject_ids, samples: [{sample_id,
+        uploaded_id, version, proof}], certificates: [signed certificate, by version]}``;
+        ``subject_ids`` and ``uploaded_id`` are ``None`` unless the request named subjects / the
+        dataset was uploaded.
 
     Raises:
         NotFound: Unknown request.
@@ -62,12 +70,17 @@ def build_receipt(session: Session, request_id: str) -> dict[str, Any]:
             raise StateConflict(f"version {number} of model {request.model_id!r} is missing",
                                 version=number)
         certificates.append(version.certificate)
+    dataset = session.get_one(Dataset, session.get_one(Model, request.model_id).dataset_id)
+    uploaded = (sample_ids_of_rows(session, dataset.id, ids) if dataset.storage_key is not None
+                else {})
     return {
         "schema": RECEIPT_SCHEMA,
         "request_id": request.id,
         "model_id": request.model_id,
         "version": request.version,
         "commitment": COMMITMENT_SCHEME,
-        "samples": [{"sample_id": sid, "version": forgot[sid], "proof": proofs[sid]} for sid in ids],
+        "subject_ids": request.subject_ids,
+        "samples": [{"sample_id": sid, "uploaded_id": uploaded.get(sid), "version": forgot[sid],
+                     "proof": proofs[sid]} for sid in ids],
         "certificates": certificates,
     }

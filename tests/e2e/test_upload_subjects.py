@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+from pathlib import Path
 
 import numpy as np
 from sklearn.datasets import load_digits
 
 from app.services.merkle import merkle_root
+from app.verify import verify
 
 N_TRAIN = 600  # a slice of digits: enough to train on, quick on 2 cores
 
@@ -27,7 +30,7 @@ def _digits_npz() -> tuple[bytes, list[str]]:
     return buf.getvalue(), sample_ids
 
 
-def test_upload_train_and_forget_a_subject(live_service) -> None:
+def test_upload_train_and_forget_a_subject(live_service, tmp_path: Path) -> None:
     service = live_service()
     http = service.http
     body, _ = _digits_npz()
@@ -67,10 +70,22 @@ def test_upload_train_and_forget_a_subject(live_service) -> None:
     assert cert["forgotten"]["merkle_root"] == merkle_root([21, 22, 23])
     assert cert["dataset"] == {"id": dataset["id"], "source": "upload", "n": N_TRAIN,
                                "checksum_sha256": dataset["checksum_sha256"]}
-    receipt = http.get(f"/v1/deletion-requests/{request.json()['id']}/receipt").json()
-    assert [s["sample_id"] for s in receipt["samples"]] == [21, 22, 23]  # rows, as committed
     blob = http.get(f"/v1/models/{model_id}/versions/1/download").content
     assert hashlib.sha256(blob).hexdigest() == cert["weights_sha256"]
+
+    # The receipt commits to rows and names the uploaded ids and the subject; it verifies offline.
+    receipt = http.get(f"/v1/deletion-requests/{request.json()['id']}/receipt").json()
+    assert [(s["sample_id"], s["uploaded_id"]) for s in receipt["samples"]] == \
+        [(21, "img-0021"), (22, "img-0022"), (23, "img-0023")]
+    assert receipt["subject_ids"] == ["person-7"]
+    (tmp_path / "weights.safetensors").write_bytes(blob)
+    for name, doc in (("cert", cert), ("receipt", receipt),
+                      ("keys", http.get("/v1/keys").json())):
+        (tmp_path / f"{name}.json").write_text(json.dumps(doc))
+    checks = verify(tmp_path / "cert.json", tmp_path / "weights.safetensors",
+                    receipt=tmp_path / "receipt.json", key=tmp_path / "keys.json")
+    assert [c for c in checks if c.failed] == [] and \
+        {c.name for c in checks if c.status == "OK"} >= {"receipt", "weights"}, checks
 
     # The same subject again completes at once, pointing at version 1; an unknown one is a 422.
     again = http.post(f"/v1/models/{model_id}/deletion-requests",
