@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from app.broker import EXIT_BAD_DEVICE
+from app.cli_architectures import architectures_cli
 
 if TYPE_CHECKING:
     from app.client import LetheClient
@@ -28,6 +29,7 @@ keys_cli = typer.Typer(help="API keys of the local database (stored hashed).", n
 cli.add_typer(data_cli, name="data")
 data_cli.add_typer(fetch_cli, name="fetch")
 cli.add_typer(keys_cli, name="keys")
+cli.add_typer(architectures_cli, name="architectures")
 
 
 def worker_command(index: int = 0) -> list[str]:

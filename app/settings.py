@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         default=1 << 30, ge=1, description="Largest uploaded dataset (.npz body), and most bytes "
         "its arrays may take once decoded; past it, 413.")
+    architectures: dict[str, str] = Field(
+        default_factory=dict, description="Owner-registered architectures, a JSON mapping name -> "
+        "'package.module:factory' (with the entry-point group lethe.architectures; this wins).")
+    max_parameters: int = Field(default=20_000_000, ge=1, description="Most trainable parameters "
+                                "of a model (ResNet-18 on 32x32 images has 11.2M).")
     signing_key_path: Path | None = Field(
         default=None, description="Ed25519 PEM private key that signs certificates; default: one "
                                   "generated on first use under private_dir/signing.")

@@ -12,7 +12,11 @@ from pydantic import Field, model_validator
 
 from app.schemas.common import PublicModel, RequestBody, UtcDatetime
 
-Architecture = Literal["mlp", "logreg"]
+Architecture = Annotated[str, Field(
+    min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$",
+    description="A built-in architecture (mlp, logreg, allcnn, resnet18) or one registered by the "
+    "operator (LETHE_ARCHITECTURES or the lethe.architectures entry points); an unknown name is "
+    "answered 422 with the choices.")]
 Solver = Literal["lissa", "cg", "exact"]
 
 
@@ -35,6 +39,11 @@ class TrainingSpec(RequestBody):
         min_length=1,
         max_length=16,
         description="Hidden layer widths of the MLP; ignored for logreg.",
+    )
+    width: int | None = Field(
+        default=None, ge=1, le=1024,
+        description="First-stage channels of allcnn (paper: 96) or resnet18 (paper: 64); null = "
+        "the paper's. Ignored by the other architectures.",
     )
 
 

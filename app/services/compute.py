@@ -28,12 +28,14 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from app.unlearning.architectures import build_model
+from app.services.architectures import check_architecture_name
+from app.settings import get_settings
+from app.unlearning.admission import admit_model
 from app.unlearning.bounds import Constant, Sensitivity, certified_sensitivity
 from app.unlearning.calibration import analytic_epsilon, analytic_sigma, classical_epsilon
 from app.unlearning.datasets import ArrayDataset, load_builtin
 from app.unlearning.hvp import RetainSetCurvature
-from app.unlearning.guards import check_determinism, check_finite, check_supported_layers
+from app.unlearning.guards import check_finite
 from app.unlearning.newton import NewtonStepResult, unlearn_step
 from app.unlearning.objective import Objective
 from app.unlearning.params import flatten_params, load_flat_params, unflatten
@@ -79,21 +81,50 @@ def recipe_from(training: dict[str, Any]) -> TrainingRecipe:
                           seed=int(training["seed"]))
 
 
+GUARD_ROWS = 32
+"""Training rows the admission guards evaluate the model on (output shape, determinism)."""
+
+
 def new_model(architecture: str, data: ArrayDataset, training: dict[str, Any],
               device: torch.device = CPU) -> torch.nn.Module:
     """The model of a spec, initialised from the recipe's seed (on the host, so its weights do not
-    depend on the device), checked by the guards of §2, then moved to ``device``."""
-    model = build_model(architecture, data.x_train.shape[1], data.num_classes,
-                        hidden=tuple(training.get("hidden", (32, 32))), seed=int(training["seed"]))
-    check_supported_layers(model)
+    depend on the device), admitted by every guard of :mod:`app.unlearning.admission` (METHOD §2),
+    then moved to ``device``, in eval mode.
+
+    ``architecture`` is a built-in name or one registered by the operator
+    (:mod:`app.services.architectures`); ``training["width"]`` sizes a convolutional network.
+
+    Raises:
+        ArchitectureRefused: Naming the guard the model fails (the job fails with that message).
+        InvalidInput: The name is not registered (any more) in this worker's settings.
+    """
+    settings = get_settings()
+    target = check_architecture_name(architecture)
+    x = torch.from_numpy(np.array(data.x_train[:GUARD_ROWS]))
+    y = torch.from_numpy(np.array(data.y_train[:GUARD_ROWS]))
+    width = training.get("width")
+    model = admit_model(architecture, target, tuple(data.input_shape), data.num_classes,
+                        x, y, seed=int(training["seed"]),
+                        max_parameters=settings.max_parameters,
+                        weight_decay=float(training["weight_decay"]),
+                        hidden=tuple(training.get("hidden", (32, 32))),
+                        width=None if width is None else int(width))
     return model.to(device)
 
 
 def weights_file(model: torch.nn.Module, params: torch.Tensor, metadata: dict[str, str]) -> bytes:
     """Serialize flat ``params`` [p] (on any device) as a host safetensors file with the model's
-    parameter names."""
+    parameter names, plus its persistent buffers (BatchNorm running statistics).
+
+    The buffers are not part of w: Lethe never updates them from data (BatchNorm runs in eval mode
+    with the statistics it was initialised with, :mod:`app.unlearning.convnets`), so they carry
+    no sample's information and are released without noise; they make the file loadable with
+    ``load_state_dict``."""
     named = {name: t.detach().to(CPU).contiguous().clone()
              for name, t in unflatten(model, params).items()}
+    params_names = {name for name, _ in model.named_parameters()}
+    named.update({name: t.detach().to(CPU).contiguous().clone()
+                  for name, t in model.state_dict().items() if name not in params_names})
     return save_safetensors(named, metadata=metadata)
 
 
@@ -134,7 +165,6 @@ def train_on(architecture: str, data: ArrayDataset, training: dict[str, Any],
     recipe = recipe_from(training)
     idx = torch.from_numpy(retain_index).to(device)
     x_r, y_r = x[idx], y[idx]
-    check_determinism(model, x_r[:64], y_r[:64], recipe.weight_decay)
     result = train(model, x_r, y_r, recipe, progress=progress)
     check_finite("trained parameters", result.params)
     acc = evaluate(model, result.params, {"retain": (x_r, y_r), "test": (x_test, y_test)})

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from app.db.models import Dataset, DeletionRequest, Job, Model, utcnow
 from app.errors import InvalidInput, NotFound, StateConflict
 from app.schemas.models import ModelCreate
+from app.services.architectures import check_architecture_name
 from app.services.pagination import after, decode_cursor, encode_cursor
 
 __all__ = [
@@ -35,8 +36,10 @@ def create_model(session: Session, spec: ModelCreate) -> tuple[Model, Job]:
         ``(model, job)``; enqueue ``job`` after the commit.
 
     Raises:
-        InvalidInput: ``dataset_id`` names no dataset (the field is named in the error).
+        InvalidInput: ``dataset_id`` names no dataset, or ``architecture`` is neither built in nor
+            registered (the field is named in the error, with the choices).
     """
+    check_architecture_name(spec.architecture)
     if session.get(Dataset, spec.dataset_id) is None:
         raise InvalidInput(
             f"dataset_id {spec.dataset_id!r} names no registered dataset",

@@ -5,6 +5,7 @@ Exception tree (each also a built-in base, so generic handlers still work)::
     ValueError
     +-- UnsupportedModelError       a layer the method cannot certify
     +-- NondeterministicModelError  two identical forward/backward passes differ
+    +-- ModelShapeError             too many parameters, or outputs not [n, num_classes]
     ArithmeticError
     +-- NonFiniteError              NaN or Inf in a tensor
 
@@ -12,6 +13,10 @@ The certified Newton update needs the objective L(w; S) to be one deterministic 
 that is a mean over independent per-sample terms: its gradient and Hessian-vector products are
 recomputed later on the retain set and must describe the same function that was trained
 ([Z24] §3; METHOD §2).
+
+BatchNorm is accepted only as ``BatchNorm2d`` with running statistics: the pipeline evaluates it in
+eval mode always (training included, :mod:`app.unlearning.convnets`), where it is a fixed
+per-sample affine map, so the objective stays a mean of per-sample losses.
 """
 
 from __future__ import annotations
@@ -20,13 +25,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from app.unlearning.convnets import BasicBlock
+
 __all__ = [
     "SUPPORTED_LAYERS",
+    "ModelShapeError",
     "NonFiniteError",
     "NondeterministicModelError",
     "UnsupportedModelError",
     "check_determinism",
     "check_finite",
+    "check_output_shape",
+    "check_parameter_count",
     "check_supported_layers",
 ]
 
@@ -35,9 +45,20 @@ SUPPORTED_LAYERS: tuple[type[nn.Module], ...] = (
     nn.ReLU,
     nn.Sequential,
     nn.Flatten,
+    nn.Unflatten,
     nn.Identity,
+    nn.Conv2d,
+    nn.BatchNorm2d,
+    nn.AdaptiveAvgPool2d,
+    nn.AvgPool2d,
+    nn.MaxPool2d,
+    BasicBlock,
 )
-"""Module types accepted as they are (exact types: a subclass may override ``forward``)."""
+"""Module types accepted as they are (exact types: a subclass may override ``forward``).
+
+``BatchNorm2d`` only with ``track_running_stats=True`` (it then runs in eval mode everywhere);
+``Conv2d`` only with ``padding_mode="zeros"`` (the modes whose gradients were checked).
+"""
 
 _WHY: dict[type[nn.Module], str] = {
     nn.modules.dropout._DropoutNd: (
@@ -47,7 +68,8 @@ _WHY: dict[type[nn.Module], str] = {
     nn.modules.batchnorm._BatchNorm: (
         "batch normalisation in train mode couples the samples of a batch, so L(w; D) is not a "
         "mean of per-sample losses and removing samples changes every term (METHOD §2: BatchNorm "
-        "only in eval mode); it is not supported by this version"
+        "only in eval mode); only BatchNorm2d with running statistics is supported, and Lethe "
+        "runs it in eval mode always"
     ),
 }
 
@@ -58,6 +80,10 @@ class UnsupportedModelError(ValueError):
 
 class NondeterministicModelError(ValueError):
     """Two identical forward/backward passes produced different gradients."""
+
+
+class ModelShapeError(ValueError):
+    """The model has more parameters than allowed, or its outputs are not ``[n, num_classes]``."""
 
 
 class NonFiniteError(ArithmeticError):
@@ -76,6 +102,15 @@ def check_supported_layers(model: nn.Module) -> None:
     """
     offending: dict[str, str] = {}
     for module in model.modules():
+        if type(module) is nn.BatchNorm2d and not module.track_running_stats:
+            offending["BatchNorm2d(track_running_stats=False)"] = (
+                "without running statistics BatchNorm normalises by the batch's own statistics "
+                "even in eval mode, so samples of a batch are coupled (METHOD §2)"
+            )
+            continue
+        if type(module) is nn.Conv2d and module.padding_mode != "zeros":
+            offending[f"Conv2d(padding_mode={module.padding_mode!r})"] = "only zero padding is supported"
+            continue
         if type(module) in SUPPORTED_LAYERS:
             continue
         name = type(module).__name__
@@ -87,6 +122,63 @@ def check_supported_layers(model: nn.Module) -> None:
         raise UnsupportedModelError(
             f"unsupported layers {sorted(offending)} (allowed: {allowed}). {details}"
         )
+
+
+def check_parameter_count(model: nn.Module, max_parameters: int) -> int:
+    """Refuse a model with more than ``max_parameters`` trainable parameters.
+
+    Args:
+        model: The model.
+        max_parameters: The limit (the ``LETHE_MAX_PARAMETERS`` setting).
+
+    Returns:
+        p, the number of trainable parameters.
+
+    Raises:
+        ModelShapeError: p exceeds the limit (both numbers named), or p is 0.
+    """
+    p = sum(t.numel() for t in model.parameters() if t.requires_grad)
+    if p > max_parameters:
+        raise ModelShapeError(
+            f"the model has {p:,} trainable parameters, more than the limit of {max_parameters:,} "
+            "(LETHE_MAX_PARAMETERS)"
+        )
+    if p == 0:
+        raise ModelShapeError("the model has no trainable parameters")
+    return p
+
+
+def check_output_shape(model: nn.Module, x: torch.Tensor, num_classes: int) -> None:
+    """Refuse a model whose outputs on ``x`` [b, d] are not logits ``[b, num_classes]``.
+
+    Evaluated in eval mode without gradients; the model's mode is restored.
+
+    Args:
+        model: The model.
+        x: ``Tensor [b, d]``, a few rows of the dataset (flattened, as the pipeline feeds them).
+        num_classes: The dataset's number of classes.
+
+    Raises:
+        ModelShapeError: The output shape or dtype differs (the forward's own error is named).
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except Exception as exc:  # the owner's forward pass: any failure is a shape failure here
+        raise ModelShapeError(
+            f"the model's forward pass fails on flattened rows of shape {tuple(x.shape)}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    finally:
+        model.train(was_training)
+    want = (x.shape[0], num_classes)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != want:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ModelShapeError(f"the model's output has shape {got}, expected {want} (logits)")
+    if out.dtype != x.dtype:
+        raise ModelShapeError(f"the model's output has dtype {out.dtype}, expected {x.dtype}")
 
 
 def _objective_grads(

@@ -173,7 +173,8 @@ def train(
     Each epoch visits S in the order of ``torch.randperm`` from a generator seeded with
     ``recipe.seed`` (one generator for the whole run), in mini-batches of ``recipe.batch_size``.
     After every optimizer step, and once before the first, w is projected onto the C-ball
-    ([Z24] §3; METHOD §2). Same model initialisation, data and recipe give bitwise-identical
+    ([Z24] §3; METHOD §2). The model runs in eval mode throughout (BatchNorm with its frozen
+    running statistics; buffers are never updated), and is left in its previous mode. Same model initialisation, data and recipe give bitwise-identical
     weights on the same machine and thread count.
 
     Args:
@@ -219,7 +220,10 @@ def _train(
     steps = 0
 
     was_training = model.training
-    model.train()
+    # Eval mode while training too: the supported layers differ between modes only in BatchNorm,
+    # whose batch statistics would couple the samples of a batch and feed data into its buffers.
+    # In eval mode the trained objective is the certified one (METHOD §2; app.unlearning.convnets).
+    model.eval()
     start_time = time.perf_counter()
     try:
         project_to_ball_(params, recipe.radius)  # w_0 in the ball too: even 0 epochs certifiable

@@ -4,18 +4,21 @@ damping records estimated constants."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load as load_safetensors
 from torch import nn
 
 from app.schemas.models import CertificationSpec, TrainingSpec
 from app.services import compute
 from app.unlearning.datasets import load_builtin
-from app.unlearning.guards import NondeterministicModelError, UnsupportedModelError
+from app.settings import get_settings
+from app.unlearning.admission import ArchitectureRefused
 from app.unlearning.solvers import SolverDivergedError
 
 
@@ -61,27 +64,54 @@ def test_nan_weights_fail_the_unlearning_job(digits) -> None:  # type: ignore[no
                            "mlp", training, cert)
 
 
-def test_nondeterministic_model_fails_training(digits, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    def dropout_model(*args: object, **kwargs: object) -> nn.Module:
-        torch.manual_seed(0)
-        return nn.Sequential(nn.Linear(64, 8), nn.Dropout(0.5), nn.Linear(8, 10)).train()
+@pytest.fixture
+def registered(monkeypatch):  # type: ignore[no-untyped-def]
+    """Owner architectures from tests/owner_architectures.py, registered by LETHE_ARCHITECTURES."""
+    names = {"noisy": "noisy_forward", "dropout": "with_dropout", "cnn": "small_cnn"}
+    monkeypatch.setenv("LETHE_ARCHITECTURES", json.dumps(
+        {name: f"tests.owner_architectures:{factory}" for name, factory in names.items()}))
+    get_settings.cache_clear()
+    yield
+    monkeypatch.delenv("LETHE_ARCHITECTURES")
+    get_settings.cache_clear()
 
-    monkeypatch.setattr(compute, "build_model", dropout_model)
-    monkeypatch.setattr(compute, "check_supported_layers", lambda model: None)
-    with pytest.raises(NondeterministicModelError, match="deterministic"):
-        compute.train_on("mlp", digits, _training(), np.arange(digits.n_train))
+
+def test_nondeterministic_model_fails_training(digits, registered) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ArchitectureRefused, match="determinism guard.*different gradients"):
+        compute.train_on("noisy", digits, _training(), np.arange(digits.n_train))
 
 
-def test_unsupported_layer_fails_training_and_unlearning(digits, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    def tanh_model(*args: object, **kwargs: object) -> nn.Module:
-        return nn.Sequential(nn.Linear(64, 8), nn.Tanh(), nn.Linear(8, 10))
+def test_unsupported_layer_fails_training_and_unlearning(digits, registered) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ArchitectureRefused, match="supported layers guard.*Dropout"):
+        compute.train_on("dropout", digits, _training(), np.arange(digits.n_train))
+    # The unlearning path rebuilds its model with new_model, which runs the same guards.
+    with pytest.raises(ArchitectureRefused, match="supported layers guard.*Dropout"):
+        compute.new_model("dropout", digits, _training())
 
-    monkeypatch.setattr(compute, "build_model", tanh_model)
-    with pytest.raises(UnsupportedModelError, match="Tanh"):
-        compute.train_on("mlp", digits, _training(), np.arange(digits.n_train))
-    # The unlearning path rebuilds its model with new_model, which runs the same guard.
-    with pytest.raises(UnsupportedModelError, match="Tanh"):
-        compute.new_model("mlp", digits, _training())
+
+def test_a_registered_cnn_trains_and_unlearns(digits, registered) -> None:  # type: ignore[no-untyped-def]
+    training = _training()
+    model, outcome = compute.train_on("cnn", digits, training, np.arange(digits.n_train))
+    cert = CertificationSpec(solver="cg", cg_max_iter=20, auto_damping=True).model_dump()
+    step = compute.unlearn_on(model, digits, outcome.params, np.arange(10, digits.n_train),
+                              np.arange(10), "cnn", training, cert)
+    assert step.released.shape == outcome.params.shape
+
+
+def test_a_convnet_weights_file_holds_its_frozen_batchnorm_buffers(digits) -> None:  # type: ignore[no-untyped-def]
+    training = _training(width=2)
+    model, outcome = compute.train_on("resnet18", digits, training, np.arange(200))
+    data = compute.weights_file(model, outcome.params, {"format": "pt"})
+    named = load_safetensors(data)
+    buffers = {k for k in model.state_dict() if k not in dict(model.named_parameters())}
+    assert buffers and buffers <= set(named)
+    # Training ran BatchNorm in eval mode: the statistics are still the initial ones.
+    for name in buffers:
+        expected = 1.0 if name.endswith("running_var") else 0.0
+        assert torch.all(named[name] == expected), name
+    assert torch.equal(compute.params_from_file(model, data), outcome.params)
+    fresh = compute.new_model("resnet18", digits, training)
+    fresh.load_state_dict(named)  # the file is a complete state dict
 
 
 def test_auto_damping_estimates_constants_and_raises_damping(digits) -> None:  # type: ignore[no-untyped-def]

@@ -8,11 +8,14 @@ from torch import nn
 
 from app.unlearning.architectures import build_model
 from app.unlearning.guards import (
+    ModelShapeError,
     NonFiniteError,
     NondeterministicModelError,
     UnsupportedModelError,
     check_determinism,
     check_finite,
+    check_output_shape,
+    check_parameter_count,
     check_supported_layers,
 )
 
@@ -81,3 +84,44 @@ def test_check_finite() -> None:
     with pytest.raises(NonFiniteError, match=r"params is not finite: 1 NaN and 2 Inf of 4"):
         check_finite("params", torch.tensor([1.0, float("nan"), float("inf"), -float("inf")]))
     assert issubclass(NonFiniteError, ArithmeticError)
+
+
+def test_convolutional_layers_and_eval_batchnorm_pass() -> None:
+    for arch in ("allcnn", "resnet18"):
+        check_supported_layers(build_model(arch, (1, 8, 8), 3, width=2, seed=0))
+    pooled = nn.Sequential(nn.Unflatten(1, (1, 4, 4)), nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2),
+                           nn.MaxPool2d(2), nn.AvgPool2d(1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    check_supported_layers(pooled)
+
+
+def test_batchnorm_without_running_statistics_is_refused() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2, track_running_stats=False))
+    with pytest.raises(UnsupportedModelError, match=r"track_running_stats=False.*even in eval"):
+        check_supported_layers(model)
+    with pytest.raises(UnsupportedModelError, match="only zero padding"):
+        check_supported_layers(nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect")))
+
+
+def test_convnets_are_deterministic_in_eval_mode_and_keep_their_buffers() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(16, 64, generator=gen), torch.randint(0, 3, (16,), generator=gen)
+    for arch in ("allcnn", "resnet18"):
+        model = build_model(arch, (1, 8, 8), 3, width=2, seed=0)
+        before = [b.clone() for b in model.buffers()]
+        check_determinism(model, x, y, weight_decay=5e-4)
+        assert all(torch.equal(a, b) for a, b in zip(before, model.buffers(), strict=True))
+
+
+def test_parameter_count_and_output_shape_guards() -> None:
+    model = build_model("logreg", 8, 3, seed=0)  # p = 27
+    assert check_parameter_count(model, 27) == 27
+    with pytest.raises(ModelShapeError, match="27 trainable parameters, more than the limit of 26"):
+        check_parameter_count(model, 26)
+    with pytest.raises(ModelShapeError, match="no trainable parameters"):
+        check_parameter_count(nn.Sequential(nn.ReLU()), 10)
+    x, _ = _batch()
+    check_output_shape(model, x, 3)
+    with pytest.raises(ModelShapeError, match=r"output has shape \(16, 3\), expected \(16, 4\)"):
+        check_output_shape(model, x, 4)
+    with pytest.raises(ModelShapeError, match="forward pass fails.*RuntimeError"):
+        check_output_shape(build_model("logreg", 9, 3, seed=0), x, 3)

@@ -1,7 +1,9 @@
 """Golden tests of the objective and the retain-set curvature against dense float64 Hessians.
 
-Case registry: a tiny logistic regression (p = 105) and a tiny two-layer MLP (p = 244), float64,
-200 samples, fixed seeds. References come from ``torch.autograd`` directly (autograd.grad and
+Case registry: a tiny logistic regression (p = 105), a tiny two-layer MLP (p = 244), and tiny
+AllCNN (p = 677) and ResNet-18 (p = 233 trainable) with BatchNorm in eval mode
+(``tiny_convnets``), float64, 200 samples (60 for the convolutional ones, whose dense Hessians
+cost more), fixed seeds. References come from ``torch.autograd`` directly (autograd.grad and
 autograd.functional.hessian on the plain objective), independent of the chunked code under test.
 """
 
@@ -18,6 +20,7 @@ from app.unlearning.architectures import build_model
 from app.unlearning.hvp import ProductMode, RetainSetCurvature
 from app.unlearning.objective import Objective
 from app.unlearning.params import load_flat_params
+from tiny_convnets import CONV_CASES, NUM_CLASSES, NUM_FEATURES, tiny_convnet
 
 
 WEIGHT_DECAY = 5e-3
@@ -31,15 +34,19 @@ class Case:
     y: torch.Tensor
 
 
-def make_case(name: str, n: int = 200) -> Case:
+def make_case(name: str) -> Case:
     """``logreg``: 20 inputs, 5 classes (p = 105); ``mlp``: 10-16-4 with ReLU (p = 244)."""
     gen = torch.Generator().manual_seed(1234)
+    n = 60 if name in CONV_CASES else 200
     if name == "logreg":
         d, k = 20, 5
         model = build_model("logreg", d, k, seed=0).double()
     elif name == "mlp":
         d, k = 10, 4
         model = build_model("mlp", d, k, hidden=(16,), seed=0).double()
+    elif name in CONV_CASES:
+        d, k = NUM_FEATURES, NUM_CLASSES
+        model = tiny_convnet(name)
     else:
         raise KeyError(name)
     x = torch.randn(n, d, generator=gen, dtype=torch.float64)
@@ -49,7 +56,7 @@ def make_case(name: str, n: int = 200) -> Case:
     return Case(objective, objective.initial_params(), x, y)
 
 
-CASES = ("logreg", "mlp")
+CASES = ("logreg", "mlp", *CONV_CASES)
 
 
 @pytest.fixture(params=CASES)
@@ -69,7 +76,7 @@ def test_loss_matches_module_forward(case: Case) -> None:
     expected = F.cross_entropy(obj.model(case.x), case.y) + 0.5 * WEIGHT_DECAY * (w @ w)
     assert torch.allclose(obj.loss(w, case.x, case.y), expected, rtol=1e-12, atol=0)
     assert torch.allclose(
-        obj.data_loss_sum(w, case.x, case.y), F.cross_entropy(obj.model(case.x), case.y) * 200
+        obj.data_loss_sum(w, case.x, case.y), F.cross_entropy(obj.model(case.x), case.y) * len(case.y)
     )
 
 
@@ -125,8 +132,8 @@ def test_minibatch_hessians_average_to_full_hessian(case: Case) -> None:
     """Scale check: E[H_B] = H, so the mean over a partition into batches equals H·v."""
     curv = RetainSetCurvature(case.objective, case.x, case.y)
     v = torch.randn(case.w.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    idx = torch.arange(200).reshape(20, 10)
-    mean = curv.minibatch_hvp(case.w, v.expand(20, -1), idx).mean(0)
+    idx = torch.arange(len(case.y)).reshape(-1, 10)
+    mean = curv.minibatch_hvp(case.w, v.expand(idx.shape[0], -1), idx).mean(0)
     assert torch.allclose(mean, curv.hvp(case.w, v), rtol=1e-10, atol=1e-13)
 
 
@@ -151,8 +158,14 @@ def test_curvature_validates_inputs(case: Case) -> None:
 
 def test_module_parameters_untouched(case: Case) -> None:
     before = case.objective.initial_params()
-    curv = RetainSetCurvature(case.objective, case.x, case.y)
-    curv.hvp(case.w + 1.0, case.w)
-    curv.gradient(case.w + 1.0)
+    buffers = [b.clone() for b in case.objective.model.buffers()]
+    for mode in ("double_backward", "forward_over_reverse"):
+        curv = RetainSetCurvature(case.objective, case.x, case.y, mode=mode)  # type: ignore[arg-type]
+        curv.hvp(case.w + 1.0, case.w)
+        curv.gradient(case.w + 1.0)
+        curv.minibatch_hvp(case.w, case.w.expand(2, -1), torch.zeros(2, 3, dtype=torch.long))
     assert torch.equal(case.objective.initial_params(), before)
+    # BatchNorm running statistics (and its counter) are bitwise what they were (METHOD §2).
+    after = list(case.objective.model.buffers())
+    assert len(after) == len(buffers) and all(torch.equal(a, b) for a, b in zip(after, buffers))
     assert not case.objective.model.training
