@@ -144,11 +144,22 @@ class _Call:
     json: Any = None
     params: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    upload: Path | None = None  # a file sent as the raw body, reopened on each attempt
 
     @classmethod
     def create(cls, path: str, body: Any, expect: tuple[int, ...]) -> _Call:
         """A POST that creates something: gets a fresh ``Idempotency-Key``."""
         return cls("POST", path, expect, body, headers={"Idempotency-Key": str(uuid.uuid4())})
+
+
+_UPLOAD_CHUNK = 1 << 20
+
+
+async def _file_chunks(path: Path) -> Any:
+    """The file's bytes for the async client, read off the event loop."""
+    with path.open("rb") as fh:
+        while chunk := await asyncio.to_thread(fh.read, _UPLOAD_CHUNK):
+            yield chunk
 
 
 def _check(call: _Call, response: httpx.Response) -> Any:
@@ -176,6 +187,15 @@ class _Api:
     @staticmethod
     def _create_dataset(name: str, source: str) -> _Call:
         return _Call.create("/v1/datasets", {"name": name, "source": source}, (201,))
+
+    @staticmethod
+    def _upload_dataset(name: str, path: Path) -> _Call:
+        call = _Call.create("/v1/datasets/upload", None, (201,))
+        call.params = {"name": name}
+        call.headers.update({"Content-Type": "application/octet-stream",
+                             "Content-Length": str(path.stat().st_size)})
+        call.upload = path
+        return call
 
     @staticmethod
     def _create_model(body: dict[str, Any]) -> _Call:
@@ -288,8 +308,13 @@ class LetheClient(_Api):
         for attempt in range(self.retry.attempts):
             last = attempt == self.retry.attempts - 1
             try:
-                response = self.http.request(call.method, call.path, json=call.json,
-                                             params=call.params, headers=call.headers)
+                if call.upload is not None:
+                    with call.upload.open("rb") as fh:  # httpx streams it in chunks
+                        response = self.http.request(call.method, call.path, content=fh,
+                                                     params=call.params, headers=call.headers)
+                else:
+                    response = self.http.request(call.method, call.path, json=call.json,
+                                                 params=call.params, headers=call.headers)
             except httpx.TransportError as exc:
                 if last:
                     raise _transport_error(call, exc) from exc
@@ -370,6 +395,17 @@ class LetheClient(_Api):
 
     def create_dataset(self, name: str, source: str) -> dict[str, Any]:
         return self._run(self._create_dataset(name, source))  # type: ignore[no-any-return]
+
+    def upload_dataset(self, name: str, path: Path | str) -> dict[str, Any]:
+        """Upload an ``.npz`` dataset (``POST /v1/datasets/upload``, streamed from the file; see
+        the README for its arrays); returns the dataset (201).
+
+        Raises:
+            OSError: The file cannot be read.
+            LetheClientError: The service refused it (413 over its size limit, 422 naming the
+                array at fault).
+        """
+        return self._run(self._upload_dataset(name, Path(path)))  # type: ignore[no-any-return]
 
     def create_model(self, name: str, dataset_id: str, architecture: str,
                      **spec: Any) -> dict[str, Any]:
@@ -514,8 +550,13 @@ class AsyncLetheClient(_Api):
         for attempt in range(self.retry.attempts):
             last = attempt == self.retry.attempts - 1
             try:
-                response = await self.http.request(call.method, call.path, json=call.json,
-                                                   params=call.params, headers=call.headers)
+                if call.upload is not None:
+                    response = await self.http.request(
+                        call.method, call.path, content=_file_chunks(call.upload),
+                        params=call.params, headers=call.headers)
+                else:
+                    response = await self.http.request(call.method, call.path, json=call.json,
+                                                       params=call.params, headers=call.headers)
             except httpx.TransportError as exc:
                 if last:
                     raise _transport_error(call, exc) from exc
@@ -575,6 +616,9 @@ class AsyncLetheClient(_Api):
 
     async def create_dataset(self, name: str, source: str) -> dict[str, Any]:
         return await self._run(self._create_dataset(name, source))  # type: ignore[no-any-return]
+
+    async def upload_dataset(self, name: str, path: Path | str) -> dict[str, Any]:
+        return await self._run(self._upload_dataset(name, Path(path)))  # type: ignore[no-any-return]
 
     async def create_model(self, name: str, dataset_id: str, architecture: str,
                            **spec: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.datasets import load_digits
 
+from app.client import LetheClient
 from app.services.merkle import merkle_root
 from app.verify import verify
 
@@ -34,10 +35,9 @@ def test_upload_train_and_forget_a_subject(live_service, tmp_path: Path) -> None
     service = live_service()
     http = service.http
     body, _ = _digits_npz()
-    uploaded = http.post("/v1/datasets/upload", params={"name": "digits-upload"}, content=body,
-                         headers={"Content-Type": "application/octet-stream"})
-    assert uploaded.status_code == 201, uploaded.text
-    dataset = uploaded.json()
+    (tmp_path / "digits.npz").write_bytes(body)
+    with LetheClient(f"http://127.0.0.1:{service.port}", service.key) as client:
+        dataset = client.upload_dataset("digits-upload", tmp_path / "digits.npz")
     assert dataset["checksum_sha256"] == hashlib.sha256(body).hexdigest()
     assert (dataset["n"], dataset["n_test"], dataset["input_shape"]) == (N_TRAIN, 200, [1, 8, 8])
 

@@ -279,3 +279,32 @@ def test_client_and_cli_never_import_torch() -> None:
     code = ("import sys, app.client, app.cli; "
             "sys.exit(1 if any(m == 'torch' or m.startswith('torch.') for m in sys.modules) else 0)")
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+def test_upload_streams_the_file_and_retries_with_one_key(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 9000  # over one upload chunk
+    path = tmp_path / "d.npz"
+    path.write_bytes(data)
+    seen: list[tuple[bytes, dict[str, str], str]] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        seen.append((request.read(), dict(request.headers), str(request.url)))
+        if len(seen) == 1:
+            return _busy(503)
+        return httpx.Response(201, json={"id": "d1"})
+
+    with LetheClient("http://lethe.test", "k", transport=httpx.MockTransport(server),
+                     retry=RetryPolicy(attempts=2, backoff_s=0.0), sleep=lambda s: None) as c:
+        assert c.upload_dataset("faces", path) == {"id": "d1"}
+
+    async def run() -> None:
+        async with AsyncLetheClient("http://lethe.test", "k",
+                                    transport=httpx.MockTransport(server)) as c:
+            assert await c.upload_dataset("faces", path) == {"id": "d1"}
+
+    asyncio.run(run())
+    assert [body for body, _, _ in seen] == [data] * 3
+    assert all(url == "http://lethe.test/v1/datasets/upload?name=faces" for _, _, url in seen)
+    assert all(h["content-type"] == "application/octet-stream" and
+               h["content-length"] == str(len(data)) for _, h, _ in seen)
+    assert seen[0][1]["idempotency-key"] == seen[1][1]["idempotency-key"]
