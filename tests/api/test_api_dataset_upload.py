@@ -318,3 +318,31 @@ def test_subject_requests_are_idempotent_and_listed(api, uploaded_model):
 
 def test_settings_default_limit_is_documented():
     assert get_settings().max_upload_bytes == 1 << 30
+
+
+def _fail_after_storing(monkeypatch) -> None:
+    """The database fails once the rows are flushed and the file is at its address."""
+    from sqlalchemy.exc import OperationalError
+
+    from app.api.routes import dataset_upload
+
+    def down(*_a: Any, **_k: Any) -> Any:
+        raise OperationalError("COMMIT", {}, Exception("database went away"))
+
+    monkeypatch.setattr(dataset_upload.DatasetPublic, "model_validate", down)
+
+
+def test_a_failure_after_the_file_is_stored_removes_it(api, monkeypatch):
+    _fail_after_storing(monkeypatch)
+    r = upload(api, npz(**arrays()))
+    assert r.status_code == 503, r.text
+    assert api.counts()["datasets"] == 0 and sample_rows() == 0 and stored_files(api) == []
+
+
+def test_a_failure_keeps_a_file_that_another_dataset_names(api, monkeypatch):
+    body = npz(**arrays())
+    assert upload(api, body).status_code == 201
+    _fail_after_storing(monkeypatch)
+    assert upload(api, body).status_code == 503
+    sha = hashlib.sha256(body).hexdigest()
+    assert api.counts()["datasets"] == 1 and stored_files(api) == [f"{sha[:2]}/{sha}.npz"]
