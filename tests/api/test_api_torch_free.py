@@ -25,6 +25,15 @@ SCRIPT = textwrap.dedent("""
         model = client.post("/v1/models", headers=admin, json={
             "name": "m", "dataset_id": ds.json()["id"], "architecture": "mlp"})
         assert model.status_code == 202, model.text
+        # A registered architecture is accepted by name: its factory (which imports torch) is
+        # imported only by the worker.
+        owner = client.post("/v1/models", headers=admin, json={
+            "name": "o", "dataset_id": ds.json()["id"], "architecture": "owner-cnn",
+            "training": {"width": 8}})
+        assert owner.status_code == 202, owner.text
+        conv = client.post("/v1/models", headers=admin, json={
+            "name": "c", "dataset_id": ds.json()["id"], "architecture": "allcnn"})
+        assert conv.status_code == 202, conv.text
         r = client.post(f"/v1/models/{model.json()['id']}/deletion-requests",
                         json={"sample_ids": ["1"]}, headers=admin)
         assert r.status_code == 202, r.text
@@ -36,6 +45,7 @@ SCRIPT = textwrap.dedent("""
 
 def test_serving_requests_never_imports_torch(tmp_path):
     env = {**os.environ, "LETHE_HOME": str(tmp_path), "LETHE_BOOTSTRAP_ADMIN_KEY": "k",
+           "LETHE_ARCHITECTURES": '{"owner-cnn": "tests.owner_architectures:small_cnn"}',
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     for var in ("LETHE_DATABASE_URL", "LETHE_BROKER_URL", "LETHE_DATA_DIR"):
         env.pop(var, None)
