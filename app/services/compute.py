@@ -323,8 +323,10 @@ def unlearn_on(model: torch.nn.Module, data: ArrayDataset, w_k: torch.Tensor,
 
 def forget_accuracy(model: torch.nn.Module, data: ArrayDataset, params: torch.Tensor,
                     index: Sequence[int]) -> float | None:
-    """Accuracy of ``params`` [p] on the train rows ``index``, on the device of ``params``."""
-    x, y, _, _ = tensors(data, params.device)
-    idx = torch.as_tensor(list(index), dtype=torch.long, device=params.device)
-    return evaluate(model, params, {"forget": (x[idx], y[idx])})["forget"]
+    """Accuracy of ``params`` [p] on the train rows ``index``, on the device of ``params`` (only
+    those rows are moved there)."""
+    rows = np.asarray(list(index), dtype=np.int64)
+    x = torch.from_numpy(np.ascontiguousarray(data.x_train[rows])).to(params.device)
+    y = torch.from_numpy(data.y_train[rows]).to(params.device)
+    return evaluate(model, params, {"forget": (x, y)})["forget"]
 

@@ -66,3 +66,13 @@ def test_curvature_dtype_is_validated_by_the_schema() -> None:
     assert CertificationSpec().curvature_dtype == "float32"
     with pytest.raises(ValidationError, match="curvature_dtype"):
         CertificationSpec(curvature_dtype="float16")
+
+
+def test_forget_accuracy_is_the_accuracy_on_those_rows(trained) -> None:  # type: ignore[no-untyped-def]
+    digits, model, w, _ = trained
+    rows = [5, 0, 17, 300, 1000]
+    compute.load_flat_params(model, w)
+    with torch.no_grad():
+        predicted = model(torch.from_numpy(digits.x_train[rows])).argmax(dim=1).numpy()
+    expected = float((predicted == digits.y_train[rows]).mean())
+    assert compute.forget_accuracy(model, digits, w, rows) == expected
