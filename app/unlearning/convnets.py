@@ -34,6 +34,7 @@ __all__ = [
     "BasicBlock",
     "build_allcnn",
     "build_resnet18",
+    "global_average_pool",
     "init_module_",
 ]
 
@@ -121,6 +122,20 @@ def init_module_(model: nn.Module, generator: torch.Generator) -> nn.Module:
     return model
 
 
+def global_average_pool(input_shape: tuple[int, ...], halvings: int) -> nn.AvgPool2d:
+    """Average over the whole feature map left after ``halvings`` stride-2 convolutions.
+
+    A stride-2 3x3 convolution with padding 1 (and a stride-2 1x1 shortcut) maps H to ⌈H/2⌉.
+    A fixed-size ``AvgPool2d`` rather than ``AdaptiveAvgPool2d(1)``: the same numbers, and its
+    CUDA backward is deterministic (the adaptive one's is not, so it fails under
+    ``torch.use_deterministic_algorithms``, which GPU workers set).
+    """
+    h, w = input_shape[1], input_shape[2]
+    for _ in range(halvings):
+        h, w = -(-h // 2), -(-w // 2)
+    return nn.AvgPool2d((h, w))
+
+
 def _finish(model: nn.Module, seed: int) -> nn.Module:
     model = model.to_empty(device="cpu")
     init_module_(model, torch.Generator(device="cpu").manual_seed(seed))
@@ -183,7 +198,7 @@ def build_allcnn(
         layers += _conv_bn_relu(cin, cout, kernel, stride, batch_norm)
     layers += [
         nn.Conv2d(w2, num_classes, 1, device="meta"),
-        nn.AdaptiveAvgPool2d(1),
+        global_average_pool(input_shape, halvings=2),
         nn.Flatten(),
     ]
     model = _finish(nn.Sequential(*layers), seed)
@@ -227,7 +242,8 @@ def build_resnet18(
         out = width * 2**stage
         layers += [BasicBlock(channels, out, stride), BasicBlock(out, out, 1)]
         channels = out
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes, device="meta")]
+    layers += [global_average_pool(input_shape, halvings=3), nn.Flatten(),
+               nn.Linear(channels, num_classes, device="meta")]
     model = _finish(nn.Sequential(*layers), seed)
     with torch.no_grad():
         for module in model.modules():
