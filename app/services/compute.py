@@ -35,7 +35,7 @@ from app.unlearning.bounds import Constant, Sensitivity, certified_sensitivity
 from app.unlearning.calibration import analytic_epsilon, analytic_sigma, classical_epsilon
 from app.unlearning.datasets import ArrayDataset, load_builtin
 from app.unlearning.hvp import RetainSetCurvature
-from app.unlearning.guards import check_finite
+from app.unlearning.guards import check_determinism, check_finite
 from app.unlearning.newton import NewtonStepResult, unlearn_step
 from app.unlearning.objective import Objective
 from app.unlearning.params import flatten_params, load_flat_params, unflatten
@@ -109,7 +109,12 @@ def new_model(architecture: str, data: ArrayDataset, training: dict[str, Any],
                         weight_decay=float(training["weight_decay"]),
                         hidden=tuple(training.get("hidden", (32, 32))),
                         width=None if width is None else int(width))
-    return model.to(device)
+    model = model.to(device)
+    if device.type != "cpu":
+        # The admission guards ran on the host; the device's kernels are other code, so the
+        # determinism guard is repeated where the job computes (METHOD §2).
+        check_determinism(model, x.to(device), y.to(device), float(training["weight_decay"]))
+    return model
 
 
 def weights_file(model: torch.nn.Module, params: torch.Tensor, metadata: dict[str, str]) -> bytes:

@@ -76,3 +76,15 @@ def test_forget_accuracy_is_the_accuracy_on_those_rows(trained) -> None:  # type
         predicted = model(torch.from_numpy(digits.x_train[rows])).argmax(dim=1).numpy()
     expected = float((predicted == digits.y_train[rows]).mean())
     assert compute.forget_accuracy(model, digits, w, rows) == expected
+
+
+def test_the_determinism_guard_is_repeated_on_a_non_cpu_device(trained, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    digits, _, _, training = trained
+    seen: list[torch.device] = []
+    monkeypatch.setattr(compute, "check_determinism",
+                        lambda model, x, y, wd: seen.append(x.device))
+    compute.new_model("mlp", digits, training)  # host: the admission guards cover it
+    assert seen == []
+    # "meta" stands in for a GPU here: any device other than the host gets its own check.
+    model = compute.new_model("mlp", digits, training, torch.device("meta"))
+    assert seen == [torch.device("meta")] and next(model.parameters()).device.type == "meta"
