@@ -51,3 +51,23 @@ def test_scaling_smoke(tmp_path: Path) -> None:
     assert {p["sweep"] for p in out["points"]} == {"n", "width", "m"}
     assert all(p["step_s"] > 0 and p["peak_rss_mib"] > 0 for p in out["points"])
     assert (tmp_path / "scaling.png").stat().st_size > 0
+
+
+def test_gpu_benchmark_smoke(tmp_path: Path) -> None:
+    """benchmarks/gpu.py's smallest slice on the CPU: every case runs and reports every figure."""
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--slice", "smoke",
+                           "--device", "cpu", "--out", str(tmp_path), "--data-dir",
+                           str(MNIST.parent)], cwd=ROOT, timeout=120, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = json.loads((tmp_path / "gpu.json").read_text())
+    assert out["slice"] == "smoke" and out["runtime"]["device"] == "cpu"
+    rows = {row["case"]: row for row in out["rows"]}
+    assert set(rows) == {"mlp/mnist", "allcnn/synthetic-cifar10", "resnet18/synthetic-svhn"}
+    for row in rows.values():
+        assert row["unlearn_error"] is None, row
+        assert row["train_s"] > 0 and row["unlearn_s"] > 0 and row["retrain_s"] > 0
+        assert row["hvp_per_s"] > 0 and row["minibatch_hvps"] == row["lissa"]["depth"] * 10
+        assert row["train_peak_mib"] > 0 and row["speedup_vs_retrain"] > 0
+        assert set(row["accuracy"]) == {"original", "unlearned", "retrained"}
+    assert "| resnet18/synthetic-svhn |" in proc.stdout
