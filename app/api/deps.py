@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -53,7 +53,8 @@ def _unit_of_work() -> Iterator[UnitOfWork]:
 UnitOfWorkDep = Annotated[UnitOfWork, Depends(_unit_of_work, scope="function")]
 
 
-def _session(uow: UnitOfWorkDep) -> Session:
+async def _session(uow: UnitOfWorkDep) -> Session:
+    # async: no I/O here, so FastAPI need not hand it to a worker thread (each hop costs CPU)
     return uow.session
 
 
@@ -80,11 +81,11 @@ def _current_key(
 CurrentKey = Annotated[ApiKey, Depends(_current_key)]
 
 
-def require(scope: str) -> Callable[[ApiKey], ApiKey]:
+def require(scope: str) -> Callable[[ApiKey], Coroutine[None, None, ApiKey]]:
     """A dependency returning the caller's key if it holds ``scope``; use as
     ``key: Annotated[ApiKey, Depends(require(SCOPE_ADMIN))]``."""
 
-    def _check(key: CurrentKey) -> ApiKey:
+    async def _check(key: CurrentKey) -> ApiKey:  # no I/O: runs on the event loop
         auth.require_scope(key, scope)
         return key
 

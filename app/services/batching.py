@@ -6,8 +6,9 @@ version has forgotten yet reach ``batching.max_samples``, or when the oldest of 
 conditional UPDATE (``... WHERE status = 'pending'``), so two sealers racing never put one request
 into two jobs.
 
-On the intake path (:func:`seal_after_submit`, :func:`seal_timer_after_submit`) one aggregate query
-over the model's pending requests decides whether the full check is needed: the sum of their id
+On the intake path (:func:`seal_after_submit`) one aggregate query over the model's pending
+requests decides whether the full check is needed, and whether the request opened a batch window
+(then it schedules the window's seal check): the sum of their id
 counts bounds the distinct outstanding samples from above, so below ``max_samples`` (and with the
 oldest younger than ``max_wait_seconds``) nothing can be due, and nothing is loaded.
 """
@@ -26,13 +27,13 @@ from app.schemas.models import BatchingSpec
 from app.services.forgotten import forgotten_versions
 
 __all__ = [
+    "AfterSubmit",
     "PendingSummary",
     "batching_policy",
     "complete_already_forgotten",
     "pending_summary",
     "seal_after_submit",
     "seal_if_due",
-    "seal_timer_after_submit",
     "seconds_until_due",
 ]
 
@@ -210,39 +211,43 @@ def _may_be_due(summary: PendingSummary, policy: BatchingSpec, now: datetime) ->
     return summary.sample_id_total >= policy.max_samples or age_s >= policy.max_wait_seconds
 
 
-def seal_after_submit(session: Session, model: Model, *, now: datetime | None = None) -> Job | None:
-    """:func:`seal_if_due` after a request was added, skipped when the pending requests cannot
+@dataclass(frozen=True)
+class AfterSubmit:
+    """What the intake path does once a request is stored.
+
+    Attributes:
+        job: A batch sealed now (enqueue it after the commit), or ``None``.
+        seal_check_in_s: The request opened a batch window (no other request is pending): check
+            the window in this many seconds. ``None`` otherwise: the later requests ride on the
+            first one's timer, and a timer that fires early (its request was canceled)
+            reschedules itself for the new oldest (``engine.seal_and_enqueue``). Two first
+            requests that meet concurrently both schedule one, which is harmless.
+    """
+
+    job: Job | None
+    seal_check_in_s: float | None
+
+
+def seal_after_submit(
+    session: Session, model: Model, *, now: datetime | None = None
+) -> AfterSubmit:
+    """:func:`seal_if_due` after a request was stored, skipped when the pending requests cannot
     be due (see the module docstring), or when another transaction is sealing this model (the
     request then waits for the next check: a later submit, its window's timer, or the check after
     each job). A submit changes only the pending set, so completing requests that a new version
-    forgot meanwhile is left to the seal checks after each job.
-
-    Returns:
-        The queued job (enqueue it after the commit), or ``None``.
+    forgot meanwhile is left to the seal checks after each job. A model that is not ``ready``
+    seals nothing; its training re-checks when it publishes.
     """
     now = _utc(now or utcnow())
     if model.status != "ready":
-        return None
-    if not _may_be_due(pending_summary(session, model.id), batching_policy(model), now):
-        return None
-    return seal_if_due(session, model.id, now=now, skip_locked=True)
-
-
-def seal_timer_after_submit(
-    session: Session, model_id: str, *, now: datetime | None = None
-) -> float | None:
-    """Seconds until the batch window that the request just stored opened is due, or ``None``.
-
-    Only the request that found no other pending one opens the window and schedules its seal
-    check; the later ones ride on that timer, and a timer that fires early (its request was
-    canceled) reschedules itself for the new oldest (``engine.seal_and_enqueue``). Two first
-    requests that meet concurrently both schedule one, which is harmless.
-    """
-    model = session.get(Model, model_id)  # in the session already: no query
-    if model is None:
-        return None
-    summary = pending_summary(session, model_id)
+        return AfterSubmit(None, None)
+    summary = pending_summary(session, model.id)
+    policy = batching_policy(model)
+    if _may_be_due(summary, policy, now):
+        job = seal_if_due(session, model.id, now=now, skip_locked=True)
+        if job is not None:
+            return AfterSubmit(job, None)
     if summary.count != 1 or summary.oldest_created_at is None:
-        return None
-    age_s = (_utc(now or utcnow()) - summary.oldest_created_at).total_seconds()
-    return max(0.0, batching_policy(model).max_wait_seconds - age_s)
+        return AfterSubmit(None, None)
+    age_s = (now - summary.oldest_created_at).total_seconds()
+    return AfterSubmit(None, max(0.0, policy.max_wait_seconds - age_s))

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Dataset, DeletionRequest, ForgottenSample, Job, utcnow
 from app.errors import InvalidInput, NotFound, StateConflict
-from app.services.batching import seal_after_submit
+from app.services.batching import AfterSubmit, seal_after_submit
 from app.services.forgotten import forgotten_versions
 from app.services.id_lookup import rows_of_sample_ids, rows_of_subjects
 from app.services.models import get_model
@@ -130,7 +130,7 @@ def submit(
     subject_ids: Sequence[str] | None = None,
     now: datetime | None = None,
     max_request_samples: int | None = None,
-) -> tuple[DeletionRequest, list[Job]]:
+) -> tuple[DeletionRequest, AfterSubmit]:
     """Accept a deletion request, then seal the model's pending requests if the policy says so.
 
     If an earlier version already forgot every sample, the request is stored ``completed`` and
@@ -147,7 +147,8 @@ def submit(
         max_request_samples: Default ``Settings.max_request_samples``.
 
     Returns:
-        ``(request, jobs)``: enqueue ``jobs`` after the commit.
+        ``(request, after)``: enqueue ``after.job`` and schedule ``after.seal_check_in_s`` after
+        the commit (:class:`~app.services.batching.AfterSubmit`).
 
     Raises:
         NotFound: Unknown model.
@@ -193,8 +194,9 @@ def submit(
         )
     session.add(request)
     session.flush()
-    job = seal_after_submit(session, model, now=now)
-    return request, [job] if job is not None else []
+    if request.status != "pending":  # already forgotten: the pending set did not change
+        return request, AfterSubmit(None, None)
+    return request, seal_after_submit(session, model, now=now)
 
 
 def get_request(session: Session, request_id: str) -> DeletionRequest:

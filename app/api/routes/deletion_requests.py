@@ -14,7 +14,7 @@ from app.db.models import ApiKey, DeletionRequest
 from app.schemas.deletion_requests import (DeletionRequestCreate, DeletionRequestPage,
                                            DeletionRequestPublic, RequestStatus)
 from app.schemas.receipts import ReceiptPublic
-from app.services import batching, receipts
+from app.services import receipts
 from app.services import requests as service
 from app.services.auth import SCOPE_REQUESTS_READ, SCOPE_REQUESTS_WRITE
 from app.services.dispatch import schedule_seal_check
@@ -47,13 +47,12 @@ def submit_deletion_request(
 ) -> DeletionRequestPublic:
     """Ask the model to forget training samples (``sample_ids``) or every sample of some
     subjects (``subject_ids``); poll the ``Location`` until ``completed``."""
-    request, jobs = service.submit(uow.session, model_id, body.sample_ids,
-                                   subject_ids=body.subject_ids)
-    uow.after_commit.enqueue(jobs)
-    if request.status == "pending":
-        wait_s = batching.seal_timer_after_submit(uow.session, model_id)
-        if wait_s is not None:
-            uow.after_commit.add(schedule_seal_check, model_id, wait_s)
+    request, after = service.submit(uow.session, model_id, body.sample_ids,
+                                    subject_ids=body.subject_ids)
+    if after.job is not None:
+        uow.after_commit.enqueue([after.job])
+    if after.seal_check_in_s is not None:
+        uow.after_commit.add(schedule_seal_check, model_id, after.seal_check_in_s)
     response.headers["Location"] = paths.url(paths.DELETION_REQUEST, request_id=request.id)
     return idem.remember(202, to_public(request), response)
 
