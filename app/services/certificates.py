@@ -33,6 +33,16 @@ SOURCES = {
 }
 
 
+WEIGHTS_FILE_TERMS = (
+    "safetensors file: every trainable parameter (w, the vector that Δ, σ and the guarantee are "
+    "about; noised in an unlearned release) plus the module's persistent buffers (BatchNorm "
+    "running statistics), which are not part of w: Lethe runs BatchNorm in eval mode in training "
+    "and in every curvature computation, so the buffers keep their initial values (mean 0, "
+    "variance 1), depend on no sample, and are released as they are"
+)
+"""What a released weights file holds, stated in every certificate (METHOD §2, §8)."""
+
+
 @lru_cache(maxsize=1)
 def code_version() -> str:
     """Package version plus the git commit when the code runs from a checkout."""
@@ -67,7 +77,8 @@ def _dataset(ctx: JobContext) -> dict[str, Any]:
 def _base(ctx: JobContext, method: str, sha: str) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
-        "model": {"id": ctx.model_id, "name": ctx.model_name, "architecture": ctx.architecture},
+        "model": {"id": ctx.model_id, "name": ctx.model_name, "architecture": ctx.architecture,
+                  "weights_file": WEIGHTS_FILE_TERMS},
         "dataset": _dataset(ctx),
         "method": method,
         "weights_sha256": sha,

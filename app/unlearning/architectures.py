@@ -22,12 +22,9 @@ from app.unlearning.convnets import (
     init_module_,
 )
 
-__all__ = ["ARCHITECTURES", "CONV_ARCHITECTURES", "DEFAULT_WIDTHS", "build_model"]
+__all__ = ["ARCHITECTURES", "build_model"]
 
 ARCHITECTURES: tuple[str, ...] = ("mlp", "logreg", "allcnn", "resnet18")
-CONV_ARCHITECTURES: tuple[str, ...] = ("allcnn", "resnet18")
-DEFAULT_WIDTHS: dict[str, int] = {"allcnn": ALLCNN_WIDTH, "resnet18": RESNET18_WIDTH}
-"""The paper's widths of the convolutional networks (used when ``width`` is ``None``)."""
 
 
 def build_model(
@@ -53,7 +50,7 @@ def build_model(
         num_classes: Number of output logits.
         hidden: Hidden widths of the MLP; the paper's MLP is ``(32, 32)`` ([Z24] §5).
         width: First-stage channels of a convolutional network; ``None`` = the paper's
-            (:data:`DEFAULT_WIDTHS`). Ignored by the MLP and logreg.
+            (96 for AllCNN, 64 for ResNet-18). Ignored by the MLP and logreg.
         seed: Initialisation seed.
 
     Returns:

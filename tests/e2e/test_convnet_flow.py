@@ -55,6 +55,8 @@ def test_allcnn_on_digits_to_a_verified_certificate(live_service, tmp_path: Path
 
     cert = http.get(f"/v1/models/{model_id}/versions/1/certificate").json()
     assert cert["method"] == "newton-lissa" and cert["forgotten"]["m"] == 20
+    assert cert["model"]["architecture"] == "allcnn" and cert["training"]["width"] == 4
+    assert "BatchNorm" in cert["model"]["weights_file"]  # the buffers' terms, signed with the rest
     weights = tmp_path / "v1.safetensors"
     weights.write_bytes(http.get(f"/v1/models/{model_id}/versions/1/download").content)
     keys = public_keys_from_json(httpx.get(f"http://127.0.0.1:{service.port}/v1/keys").json())
