@@ -22,13 +22,18 @@ from app.settings import get_settings
 __all__ = [
     "BUILTIN_ARCHITECTURES",
     "ENTRY_POINT_GROUP",
+    "IMAGE_ARCHITECTURES",
     "architecture_choices",
     "check_architecture_name",
+    "check_input_shape",
     "registered_architectures",
 ]
 
 BUILTIN_ARCHITECTURES: tuple[str, ...] = ("mlp", "logreg", "allcnn", "resnet18")
 """The same names as ``app.unlearning.architectures.ARCHITECTURES`` (a test keeps them equal)."""
+
+IMAGE_ARCHITECTURES: tuple[str, ...] = ("allcnn", "resnet18")
+"""Built-ins that need image rows ``(C, H, W)`` of at least 4x4 pixels (app.unlearning.convnets)."""
 
 ENTRY_POINT_GROUP = "lethe.architectures"
 """Entry-point group of installed owner architectures (``name = "package.module:factory"``)."""
@@ -89,3 +94,21 @@ def check_architecture_name(name: str) -> str | None:
             choices=architecture_choices(),
         )
     return registered[name]
+
+
+def check_input_shape(name: str, input_shape: list[int] | tuple[int, ...]) -> None:
+    """Refuse a convolutional built-in on a dataset whose samples are not images of ≥ 4x4 pixels.
+
+    A registered architecture's fit is checked by the worker's ``output shape`` guard instead
+    (its requirements are not known without importing it).
+
+    Raises:
+        InvalidInput: Naming the architecture and the dataset's input shape (422).
+    """
+    shape = list(input_shape)
+    if name in IMAGE_ARCHITECTURES and (len(shape) != 3 or min(shape[1:]) < 4):
+        raise InvalidInput(
+            f"architecture {name!r} needs image samples (C, H, W) of at least 4x4 pixels; the "
+            f"dataset's samples have shape {shape}",
+            field="architecture",
+        )

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from app.db.models import Dataset, DeletionRequest, Job, Model, utcnow
 from app.errors import InvalidInput, NotFound, StateConflict
 from app.schemas.models import ModelCreate
-from app.services.architectures import check_architecture_name
+from app.services.architectures import check_architecture_name, check_input_shape
 from app.services.pagination import after, decode_cursor, encode_cursor
 
 __all__ = [
@@ -37,14 +37,17 @@ def create_model(session: Session, spec: ModelCreate) -> tuple[Model, Job]:
 
     Raises:
         InvalidInput: ``dataset_id`` names no dataset, or ``architecture`` is neither built in nor
-            registered (the field is named in the error, with the choices).
+            registered (the field is named in the error, with the choices), or is a
+            convolutional built-in on a dataset without image samples.
     """
     check_architecture_name(spec.architecture)
-    if session.get(Dataset, spec.dataset_id) is None:
+    dataset = session.get(Dataset, spec.dataset_id)
+    if dataset is None:
         raise InvalidInput(
             f"dataset_id {spec.dataset_id!r} names no registered dataset",
             field="dataset_id",
         )
+    check_input_shape(spec.architecture, dataset.input_shape)
     model = Model(
         name=spec.name,
         dataset_id=spec.dataset_id,
