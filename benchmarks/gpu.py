@@ -43,6 +43,7 @@ import torch
 from app.unlearning.architectures import build_model
 from app.unlearning.datasets import ArrayDataset, fetch_mnist, load_builtin, load_synthetic
 from app.unlearning.device import prepare_device, resolve_device, runtime_info
+from app.unlearning.guards import check_determinism
 from app.unlearning.newton import unlearn_step
 from app.unlearning.objective import Objective
 from app.unlearning.params import load_flat_params
@@ -100,6 +101,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                     help="full (the GPU run), cpu (about two minutes on one core), smoke (seconds)")
     ap.add_argument("--cases", nargs="*", default=None,
                     help="run only these case names (e.g. mlp/mnist)")
+    ap.add_argument("--epochs", type=int, default=None, help="override every case's epochs")
+    ap.add_argument("--depth", type=int, default=None,
+                    help="override every case's LiSSA depth s (paper: 1000)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     ap.add_argument("--data-dir", default="var/data")
@@ -174,6 +178,11 @@ def run_case(case: Case, args: argparse.Namespace, device: torch.device) -> dict
           num_threads=None)
     model = fresh(case, data, args.seed, device)
     row["parameters"] = sum(p.numel() for p in model.parameters())
+    try:  # the worker repeats this guard on its device (METHOD §2); here it is measured
+        check_determinism(model, x[:32], y[:32], recipe.weight_decay)
+        row["determinism_guard"] = "passed"
+    except (ValueError, RuntimeError) as exc:  # nondeterministic, or no deterministic kernel
+        row["determinism_guard"] = f"{type(exc).__name__}: {exc}"
     with Clock(device) as clock:
         trained = train(model, x, y, recipe, num_threads=None)
     row["train_s"], row["train_peak_mib"] = clock.elapsed_s, clock.peak_mib
@@ -239,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     device = resolve_device(args.device)
     prepare_device(device, args.threads)
-    cases = [c for c in SLICES[args.slice] if args.cases is None or c.name in args.cases]
+    cases = [replace(c, epochs=args.epochs or c.epochs, depth=args.depth or c.depth)
+             for c in SLICES[args.slice] if args.cases is None or c.name in args.cases]
     started = time.perf_counter()
     rows = []
     for case in cases:
@@ -262,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"benchmarks/gpu.py --slice {args.slice} on {device} "
           f"({out['runtime'].get('device_name', '')}), {out['total_s']:.0f} s in all")
     print(table(rows, str(device)))
+    for r in rows:
+        print(f"determinism guard on {device}, {r['case']}: {r.get('determinism_guard', '—')}")
     print(f"LiSSA r={PAPER_LISSA['repeats']}, |B|={PAPER_LISSA['batch_size']}, "
           f"S={PAPER_LISSA['scale']:g}, λ={DAMPING}; {out['note']}. JSON: {path}")
     return 1 if any(r.get("error") for r in rows) else 0

@@ -70,4 +70,5 @@ def test_gpu_benchmark_smoke(tmp_path: Path) -> None:
         assert row["hvp_per_s"] > 0 and row["minibatch_hvps"] == row["lissa"]["depth"] * 10
         assert row["train_peak_mib"] > 0 and row["speedup_vs_retrain"] > 0
         assert set(row["accuracy"]) == {"original", "unlearned", "retrained"}
+        assert row["determinism_guard"] == "passed"
     assert "| resnet18/synthetic-svhn |" in proc.stdout
