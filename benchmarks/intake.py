@@ -27,6 +27,7 @@ import json
 import os
 import random
 import secrets
+import shutil
 import signal
 import socket
 import statistics
@@ -341,6 +342,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if not args.keep_database:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
+        shutil.rmtree(home, ignore_errors=True)
     admin.dispose()
 
     measured = [r for r in results if r[3]]
