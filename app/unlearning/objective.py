@@ -33,7 +33,7 @@ class Objective:
 
     The module is switched to eval mode (METHOD §2: BatchNorm in eval mode, no dropout, for every
     curvature computation). Its own parameters are never modified; buffers (e.g. BatchNorm running
-    statistics) are read from the module as they are.
+    statistics) are read from the module as they are and passed to every functional call.
 
     Args:
         model: The network; its trainable parameters, in ``named_parameters()`` order, define the
@@ -68,6 +68,12 @@ class Objective:
         """The module's current trainable parameters as a detached flat copy, ``Tensor [p]``."""
         return flatten_params(self.model)
 
+    def buffers(self) -> dict[str, torch.Tensor]:
+        """The module's buffers (BatchNorm running statistics), passed explicitly to every
+        functional call: they are constants of L, not part of w, and in eval mode BatchNorm only
+        reads them (METHOD §2), so no curvature computation changes them."""
+        return dict(self.model.named_buffers())
+
     def criterion(self, logits: torch.Tensor, y: torch.Tensor, reduction: str) -> torch.Tensor:
         """The per-sample loss reduced over the batch: cross-entropy (METHOD §1).
 
@@ -88,7 +94,8 @@ class Objective:
         Returns:
             ``Tensor [b, num_classes]`` logits.
         """
-        out: torch.Tensor = functional_call(self.model, unflatten(self.model, w), (x,))
+        out: torch.Tensor = functional_call(
+            self.model, (unflatten(self.model, w), self.buffers()), (x,))
         return out
 
     def data_loss_params(
@@ -106,7 +113,7 @@ class Objective:
             y: ``LongTensor [b]`` labels.
             reduction: ``"sum"`` or ``"mean"``.
         """
-        logits: torch.Tensor = functional_call(self.model, params, (x,))
+        logits: torch.Tensor = functional_call(self.model, (params, self.buffers()), (x,))
         return self.criterion(logits, y, reduction)
 
     def data_loss_sum(self, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
