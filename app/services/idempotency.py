@@ -9,9 +9,10 @@ so it may be retried with the same key.
 
 A later request with the same key and the same fingerprint gets the stored answer back
 (:class:`Replay`, raised so that the unit of work rolls back and nothing is created); with another
-fingerprint it is refused (:class:`~app.errors.IdempotencyConflict`, 409). Two concurrent requests
-with one key meet at the unique constraint ``(api_key_id, key)``: the loser's transaction (empty
-so far) is rolled back and it answers as a later request would.
+fingerprint it is refused (:class:`~app.errors.IdempotencyConflict`, 409). The claim is one
+``INSERT ... ON CONFLICT DO NOTHING`` on the unique ``(api_key_id, key)``: two concurrent requests
+with one key meet there, the loser waits for the winner's commit, inserts nothing, and answers as a
+later request would.
 
 A key is kept ``LETHE_IDEMPOTENCY_TTL_HOURS`` (default 24, as Stripe keeps its keys): past that it
 is new again, whether or not :func:`purge_expired` (run periodically by the workers) has deleted
@@ -28,8 +29,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import rfc8785
-from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import IdempotencyKey, utcnow
@@ -92,14 +92,14 @@ class Claim:
     """A key claimed by this transaction; store the answer with :meth:`remember`."""
 
     session: Session
-    row: IdempotencyKey
+    row_id: str
 
     def remember(self, status_code: int, body: Any, headers: dict[str, str]) -> None:
         """Store the answer (JSON-ready ``body``) on the claimed row, in the same transaction."""
-        self.row.status_code = status_code
-        self.row.response_body = body
-        self.row.response_headers = dict(headers)
-        self.session.flush()
+        self.session.execute(
+            update(IdempotencyKey).where(IdempotencyKey.id == self.row_id)
+            .values(status_code=status_code, response_body=body, response_headers=dict(headers))
+            .execution_options(synchronize_session=False))
 
 
 def _answer(row: IdempotencyKey, request_sha256: str) -> Replay:
@@ -148,6 +148,29 @@ def _find(session: Session, api_key_id: str, key: str) -> IdempotencyKey | None:
         IdempotencyKey.api_key_id == api_key_id, IdempotencyKey.key == key))
 
 
+def _insert(session: Session, values: dict[str, Any]) -> str | None:
+    """``INSERT ... ON CONFLICT (api_key_id, key) DO NOTHING RETURNING id``: one round trip for
+    a new key. Returns the new row's id, or ``None`` when the key is taken (on PostgreSQL a
+    concurrent transaction holding it is waited for first: its commit means taken, its rollback
+    frees the key)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - Lethe runs on SQLite or PostgreSQL
+        raise NotImplementedError(f"idempotency keys on {dialect}")
+    stmt = (insert(IdempotencyKey).values(**values)
+            .on_conflict_do_nothing(index_elements=["api_key_id", "key"])
+            .returning(IdempotencyKey.id))
+    return session.execute(stmt).scalar()
+
+
+_CLAIM_ROUNDS = 3
+"""Insert attempts: a second after deleting an expired key, a third if its row vanished meanwhile
+(a concurrent purge)."""
+
+
 def claim(session: Session, api_key_id: str, key: str, *, method: str, path: str,
           body: bytes, now: datetime | None = None) -> Claim:
     """Claim ``key`` for this request, before the handler writes anything. A key stored more
@@ -161,33 +184,28 @@ def claim(session: Session, api_key_id: str, key: str, *, method: str, path: str
 
     Raises:
         Replay: The key was used before with the same request: answer what was stored.
-        IdempotencyConflict: The key was used before with another request (409).
+        IdempotencyConflict: The key was used before with another request (409), or it kept
+            changing hands under concurrent requests (retry).
         InvalidInput: A key that is empty or longer than 200 characters (422).
     """
     check_key(key)
     now = now or utcnow()
     request_sha256 = fingerprint(method, path, body)
-    existing = _find(session, api_key_id, key)
-    if existing is not None:
+    values = {"api_key_id": api_key_id, "key": key, "method": method.upper(), "path": path,
+              "request_sha256": request_sha256, "created_at": now}
+    for _ in range(_CLAIM_ROUNDS):
+        row_id = _insert(session, values)
+        if row_id is not None:
+            return Claim(session, row_id)
+        existing = _find(session, api_key_id, key)
+        if existing is None:
+            continue  # deleted since our insert met it (a purge): try again
         if _utc(existing.created_at) >= expired_before(now):
             raise _answer(existing, request_sha256)
         # Expired: forget it (a concurrent purge or claim may have deleted it already).
         session.expunge(existing)
         session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == existing.id)
                         .execution_options(synchronize_session=False))
-    row = IdempotencyKey(api_key_id=api_key_id, key=key, method=method.upper(), path=path,
-                         request_sha256=request_sha256, created_at=now)
-    session.add(row)
-    try:
-        session.flush()
-    except IntegrityError:
-        # A concurrent request with this key committed first. Nothing is written yet in this
-        # transaction, so rolling it back loses nothing; then answer as a later request.
-        session.rollback()
-        log.info("idempotency key %r: lost a concurrent claim; answering from the winner", key)
-        existing = _find(session, api_key_id, key)
-        if existing is None:  # pragma: no cover - the winner rolled back meanwhile
-            raise IdempotencyConflict("a concurrent request with this Idempotency-Key failed; "
-                                      "retry", idempotency_key=key) from None
-        raise _answer(existing, request_sha256) from None
-    return Claim(session, row)
+    log.info("idempotency key %r: kept changing hands under concurrent requests", key)
+    raise IdempotencyConflict("concurrent requests with this Idempotency-Key kept replacing it; "
+                              "retry", idempotency_key=key)

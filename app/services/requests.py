@@ -23,12 +23,11 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.db.models import Dataset, DeletionRequest, ForgottenSample, Job, utcnow
+from app.db.models import Dataset, DeletionRequest, ForgottenSample, Job, Model, utcnow
 from app.errors import InvalidInput, NotFound, StateConflict
 from app.services.batching import AfterSubmit, seal_after_submit
 from app.services.forgotten import forgotten_versions
 from app.services.id_lookup import rows_of_sample_ids, rows_of_subjects
-from app.services.models import get_model
 from app.services.pagination import after, decode_cursor, encode_cursor
 from app.services.uploads import UPLOADED_SCHEME
 from app.settings import get_settings
@@ -157,14 +156,16 @@ def submit(
             :func:`parse_sample_ids`, :func:`~app.services.id_lookup.rows_of_sample_ids` and
             :func:`~app.services.id_lookup.rows_of_subjects`.
     """
-    model = get_model(session, model_id)
+    # The model and its dataset in one query (the hot path of intake).
+    found = session.execute(select(Model, Dataset).join(Dataset, Model.dataset_id == Dataset.id)
+                            .where(Model.id == model_id)).first()
+    if found is None:
+        raise NotFound(f"no model {model_id!r}", model_id=model_id)
+    model, dataset = found.tuple()
     if model.status == "failed":
         raise StateConflict(
             f"model {model_id!r} failed to train and cannot forget samples", model_status="failed"
         )
-    dataset = session.get(Dataset, model.dataset_id)
-    if dataset is None:  # pragma: no cover - a foreign key guarantees it
-        raise StateConflict(f"model {model_id!r} has no dataset")
     limit = max_request_samples or get_settings().max_request_samples
     indices = _rows(session, dataset, sample_ids, subject_ids, limit)
     sent_subjects = None if subject_ids is None else list(subject_ids)
