@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from app.api.admission import AdmissionMiddleware
 from app.api.idempotency import install_idempotency
 from app.api.metrics import Metrics, MetricsMiddleware
 from app.api.problems import install_problem_handlers
@@ -56,6 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
+    # Added first, so it runs inside the metrics: their latencies include the wait for a slot.
+    app.add_middleware(AdmissionMiddleware, max_in_flight=settings.api_max_in_flight)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     install_problem_handlers(app)
     install_idempotency(app)
