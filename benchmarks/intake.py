@@ -16,7 +16,10 @@ so the sealed jobs wait in the broker, which is purged at the end.
 Afterwards it counts the rows of ``deletion_requests`` and checks that every request answered
 202 is stored (and reports rows that no client saw accepted). Writes ``<out>/intake.json`` and
 ``intake.md`` (also printed), with the configuration, CPU pinning and the machine's load
-(``/proc/loadavg``) before and after, since other processes on the machine skew the figures.
+(``/proc/loadavg``) before and after, since other processes on the machine skew the figures,
+and the CPU seconds per accepted request of the API processes, the load generators and (when the
+server runs on this machine) PostgreSQL: ``cores / total`` bounds what a quiet machine could do.
+``LETHE_API_MAX_IN_FLIGHT`` and the other ``LETHE_*`` settings pass through to the API.
 """
 
 from __future__ import annotations
@@ -171,7 +174,14 @@ def _postgres_pids(admin: Any, db_name: str) -> list[int]:
         rows = conn.execute(text(
             "SELECT pid FROM pg_stat_activity WHERE datname = :d OR backend_type <> "
             "'client backend'"), {"d": db_name}).scalars().all()
-    return [int(pid) for pid in rows if Path(f"/proc/{pid}").exists()]
+    return [int(pid) for pid in rows if _comm(int(pid)) == "postgres"]
+
+
+def _comm(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return None
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -235,7 +245,7 @@ def _cpus(spec: str | None) -> set[int] | None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    import httpx
+    """Create the database, measure, and drop it (and the temp home) whatever happens."""
     from sqlalchemy import create_engine, text
 
     server_url = (args.database_url or os.environ.get("LETHE_BENCH_POSTGRES_URL")
@@ -252,6 +262,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                     "server_version")}
     database_url = server_url.rsplit("/", 1)[0] + f"/{db_name}"
     home = Path(tempfile.mkdtemp(prefix="lethe-intake-"))
+    try:
+        summary = _measure(args, admin, db_name, database_url, home)
+        summary["config"]["postgres"] = pg_settings
+        return summary
+    finally:
+        if not args.keep_database:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
+            shutil.rmtree(home, ignore_errors=True)
+        admin.dispose()
+
+
+def _measure(args: argparse.Namespace, admin: Any, db_name: str, database_url: str,
+             home: Path) -> dict[str, Any]:
+    """Start the API, train the model, drive the load, count the rows; see the module docstring."""
+    import httpx
+    from sqlalchemy import create_engine, text
+
+    from app.settings import Settings
+
     broker_url = args.broker_url or os.environ.get("LETHE_BENCH_REDIS_URL") or "lethefs://"
     key = secrets.token_urlsafe(24)
     port = _free_port()
@@ -339,11 +369,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         purged = make_celery(Settings(broker_url=broker_url, home=home)).control.purge()
     else:
         purged = None
-    if not args.keep_database:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
-        shutil.rmtree(home, ignore_errors=True)
-    admin.dispose()
 
     measured = [r for r in results if r[3]]
     accepted_ids = [r[2] for r in results if r[0] == 202]
@@ -356,11 +381,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "config": {
             "seconds": args.seconds, "warmup_s": args.warmup_s, "clients": args.clients,
             "loadgen_procs": args.loadgen_procs, "api_workers": args.api_workers,
+            "api_max_in_flight": Settings().api_max_in_flight,
             "api_cpus": sorted(api_cpus) if api_cpus else "any",
             "loadgen_cpus": sorted(loadgen_cpus) if loadgen_cpus else "any",
             "max_ids_per_request": args.max_ids, "idempotency_key": not args.no_idempotency_key,
             "batch_max_samples": args.batch_max_samples, "broker": broker_url.split("://")[0],
-            "postgres": pg_settings, "cpus": os.cpu_count(),
+            "cpus": os.cpu_count(),
             "python": sys.version.split()[0],
         },
         "loadavg_before": load_before, "loadavg_after": load_after,
@@ -402,7 +428,7 @@ def markdown(s: dict[str, Any]) -> str:
         f"{lat['max']:.1f} | {errors or 'none'} | {st['rows']} | {st['accepted_missing']} |",
         "",
         f"Configuration: {json.dumps(c)}",
-        f"CPU ms per accepted request: "
+        "CPU ms per accepted request: "
         + ", ".join(f"{k} {v:.2f}" for k, v in s["cpu_ms_per_accepted"].items())
         + (f" → at most {s['cpu_bound_per_s']:.0f}/s on {c['cpus']} quiet cores"
            if s["cpu_bound_per_s"] else ""),
