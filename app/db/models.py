@@ -98,6 +98,7 @@ class Job(Base):
     """A unit of worker work: ``train``, ``unlearn`` (one sealed batch) or ``retrain``."""
 
     __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_status", "status"),)  # the reaper's scans of queued/running
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     model_id: Mapped[str] = mapped_column(ForeignKey("models.id"), index=True)
     kind: Mapped[str] = mapped_column(String(20))
@@ -107,6 +108,11 @@ class Job(Base):
     # Written every few seconds by the worker running the job; a stale one means it died.
     heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
     celery_task_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    # When the job's message was last published (after the commit); a job still queued long after
+    # it lost its message, and the reaper publishes it again (app.services.dispatch).
+    enqueued_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Messages the reaper published again because the job stayed queued (lost messages).
+    redispatches: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     version: Mapped[int | None] = mapped_column(Integer, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)

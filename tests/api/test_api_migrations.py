@@ -24,7 +24,7 @@ def test_upgrade_matches_the_models_and_is_idempotent(tmp_path, monkeypatch):
                 "alembic_version"}
             diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
             assert diff == []
-            assert MigrationContext.configure(conn).get_current_revision() == "0004"
+            assert MigrationContext.configure(conn).get_current_revision() == "0005"
     finally:
         engine.dispose()
     assert os.path.exists(tmp_path / "fresh.db")
