@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     broker_visibility_timeout_s: float = Field(
         default=6 * 3600, gt=0, description="Redis: an unacknowledged task is redelivered after this; "
         "longer than the longest job.")
+    # 5 min: a lost message is rare, and one re-send is enough, so the wait is what a lost request
+    # costs; each re-send to a healthy worker that is busy is one more message, consumed as a
+    # no-op claim, and consecutive re-sends back off (app.services.dispatch.REDISPATCH_BACKOFF).
+    job_redispatch_seconds: float = Field(
+        default=300.0, gt=0, description="A job still queued this long after its message was "
+        "published is published again (a lost message); the wait doubles with each re-send.")
     job_max_attempts: int = Field(default=3, ge=1, description="Deliveries of a job before it is failed.")
     max_request_samples: int = Field(default=100_000, ge=1, description="Most sample ids in one deletion request.")
     # Below the connection pool's 30 (pool_size 10 + max_overflow 20): see app/api/admission.py.

@@ -58,19 +58,27 @@ def _runtime(_state: Any, **_kwargs: Any) -> dict[str, Any]:
 
 
 def _reaper() -> None:
-    """Now and periodically: find jobs whose worker died (stale heartbeat) and requeue them;
-    delete the Idempotency-Keys past their TTL."""
+    """Now and periodically: requeue jobs whose worker died (stale heartbeat); publish again the
+    jobs still queued long after their message was published (a lost message); delete the
+    Idempotency-Keys past their TTL."""
     from app.db.session import session_scope
+    from app.services.dispatch import redispatch_lost_jobs
     from app.services.engine import reap_stale_jobs
     from app.services.idempotency import purge_expired
     from app.settings import get_settings
 
-    period = get_settings().job_stale_seconds / 2
+    settings = get_settings()
+    period = min(settings.job_stale_seconds, settings.job_redispatch_seconds) / 2
     while True:
+        # Each step on its own: the reaper must outlive a database or broker hiccup.
         try:
             reap_stale_jobs()
-        except Exception:  # the reaper must outlive a database hiccup
+        except Exception:
             log.exception("reaping stale jobs failed")
+        try:
+            redispatch_lost_jobs()
+        except Exception:
+            log.exception("publishing lost jobs again failed")
         try:
             with session_scope() as session:
                 purged = purge_expired(session)

@@ -16,12 +16,15 @@ BUSY_RETRY_S = 5.0
 
 
 def _run(task: Task, job_id: str, kind: str) -> str:
-    from app.services import engine
+    from app.services import dispatch, engine
 
     try:
         return engine.run_job(job_id, expected_kind=kind)
     except engine.ModelBusy as busy:  # one job at a time per model: wait for the other
-        raise task.retry(countdown=BUSY_RETRY_S, max_retries=None) from busy
+        retry = task.retry(countdown=BUSY_RETRY_S, max_retries=None, throw=False)
+        # The retry is the job's message now: the reaper must not count the job as lost.
+        dispatch.mark_published(job_id)
+        raise retry from busy
 
 
 @celery_app.task(bind=True, name=TASK_TRAIN, acks_late=True)

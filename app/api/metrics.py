@@ -1,7 +1,8 @@
 """Prometheus metrics: a pure ASGI middleware counts requests by route template, method and
 status (and times them); a collector reads the database at scrape time (deletion requests and jobs
-by status, batch sizes, job durations by kind, cumulative ε and δ per model). Each app has its own
-registry (``app.state.metrics``), so tests can build many apps."""
+by status, batch sizes, job durations by kind, cumulative ε and δ per model, messages of queued
+jobs published again). Each app has its own registry (``app.state.metrics``), so tests can build
+many apps."""
 
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -65,6 +71,10 @@ class DatabaseCollector(Collector):
         for status in ("queued", "running", "succeeded", "failed"):
             jobs.add_metric([status], snap.jobs_by_status.get(status, 0))
         yield jobs
+        yield CounterMetricFamily(
+            "lethe_job_redispatches", "Messages of queued jobs published again by the reaper "
+            "(lost messages, or a backlog longer than LETHE_JOB_REDISPATCH_SECONDS).",
+            value=snap.job_redispatches)
         yield _histogram("lethe_batch_size_samples",
                          "Samples forgotten per published unlearning batch (ledger m).",
                          {"": snap.batch_sizes} if snap.batch_sizes else {}, None,

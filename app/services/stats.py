@@ -1,6 +1,7 @@
 """Figures for the ``/metrics`` scrape, read from the database at scrape time: deletion requests
 and jobs by status, the sizes of applied batches (``m`` of the ledger's unlearning rows), job
-durations by kind, and the cumulative ε of each model's newest ledger row."""
+durations by kind, the cumulative ε of each model's newest ledger row, and the messages of queued
+jobs that the reaper published again (``jobs.redispatches``)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class Snapshot:
     job_durations_s: dict[str, list[float]]
     cumulative_epsilon: dict[str, float]
     cumulative_delta: dict[str, float]
+    job_redispatches: int
 
 
 def _utc(value: datetime) -> datetime:
@@ -58,6 +60,7 @@ def snapshot(session: Session) -> Snapshot:
               & (LedgerEntry.version == newest.c.v))
     ):
         eps[model_id], delta[model_id] = float(c_eps), float(c_delta)
+    redispatches = session.scalar(select(func.coalesce(func.sum(Job.redispatches), 0)))
     return Snapshot({str(k): int(v) for k, v in requests.items()},
                     {str(k): int(v) for k, v in jobs.items()},
-                    [int(m) for m in sizes], durations, eps, delta)
+                    [int(m) for m in sizes], durations, eps, delta, int(redispatches or 0))

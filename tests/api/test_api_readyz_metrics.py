@@ -98,7 +98,7 @@ def test_metrics_count_requests_and_read_the_database(api):
     with session_scope() as s:
         t0 = orm.utcnow()
         job = orm.Job(model_id=model["id"], kind="unlearn", status="succeeded",
-                      started_at=t0, finished_at=t0 + timedelta(seconds=3))
+                      started_at=t0, finished_at=t0 + timedelta(seconds=3), redispatches=2)
         s.add(job)
         for version, m, eps in ((1, 30, 1.5), (2, 7, 2.25)):
             s.add(orm.LedgerEntry(model_id=model["id"], version=version, lineage=0,
@@ -115,6 +115,7 @@ def test_metrics_count_requests_and_read_the_database(api):
     assert 'lethe_deletion_requests{status="pending"} 2.0' in text
     assert 'lethe_deletion_requests{status="canceled"} 0.0' in text
     assert 'lethe_jobs{status="succeeded"} 2.0' in text  # the training job and the one above
+    assert 'lethe_job_redispatches_total 2.0' in text  # its message was lost twice
     assert 'lethe_batch_size_samples_count 2.0' in text
     assert 'lethe_batch_size_samples_bucket{le="10.0"} 1.0' in text
     assert 'lethe_batch_size_samples_sum 37.0' in text
