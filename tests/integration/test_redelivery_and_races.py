@@ -1,5 +1,6 @@
 """Redelivery and races on real PostgreSQL and Redis with real worker processes: a visibility
-timeout shorter than the job, and two workers racing for one model's jobs. Either way every
+timeout shorter than the job, two workers racing for one model's jobs, and a queued job whose
+message was lost (the queue purged), which a worker's reaper publishes again. Either way every
 version is published once, numbers are unique and gap-free, one ledger row per version."""
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+from redis import Redis
 from sqlalchemy import create_engine, text
 
 from app.broker import QUEUE, TASK_UNLEARN_BATCH, make_celery
@@ -70,6 +73,18 @@ def _rows(database: str, model_id: str) -> tuple[list[tuple[int, str]], list[int
     finally:
         engine.dispose()
     return versions, ledger, overlapping
+
+
+def _job_row(database: str, model_id: str, kind: str) -> tuple[str, str, int, object]:
+    """(id, status, redispatches, enqueued_at) of the model's newest job of this kind."""
+    engine = create_engine(database)
+    try:
+        with engine.connect() as conn:
+            return tuple(conn.execute(text(
+                "SELECT id, status, redispatches, enqueued_at FROM jobs WHERE model_id = :m "
+                "AND kind = :k ORDER BY created_at DESC LIMIT 1"), {"m": model_id, "k": kind}).one())
+    finally:
+        engine.dispose()
 
 
 def _stop(service: LiveService, workers: list) -> None:
@@ -136,3 +151,64 @@ def test_two_workers_race_for_one_model(tmp_path: Path, fresh_database: str) -> 
         assert len(versions) >= 2
     finally:
         _stop(service, workers)
+
+
+def _own_redis_database(url: str, index: int) -> str:
+    """The same Redis server, another database: purging this test's queue touches nobody else's."""
+    return urlsplit(url)._replace(path=f"/{index}").geturl()
+
+
+def test_a_queued_job_whose_message_was_lost_is_published_again(tmp_path: Path,
+                                                                 fresh_database: str) -> None:
+    """The worker is down when the batch is sealed; its message is then purged from Redis. A new
+    worker's reaper (re-send after 2 s) publishes it again: the requests complete with exactly
+    one new version and one ledger row, and one more duplicate message changes nothing."""
+    redis = _own_redis_database(REDIS_URL, 13)
+    producer = make_celery(Settings(home=tmp_path / "home", broker_url=redis))
+    producer.control.purge()  # what an earlier run may have left
+    service, workers = _start(tmp_path, fresh_database, 1, LETHE_BROKER_URL=redis,
+                              LETHE_JOB_REDISPATCH_SECONDS="2")
+    try:
+        model_id = _model(service, 5, {"solver": "lissa", "depth": 200, "repeats": 2})
+        for proc in workers:  # no worker consumes the batch's message
+            proc.terminate()
+            proc.wait(30)
+        locations = [service.http.post(f"/v1/models/{model_id}/deletion-requests",
+                                       json={"sample_ids": ids}).headers["Location"]
+                     for ids in (["1", "2"], ["3", "4", "5"])]
+        job_id, status, redispatches, enqueued_at = _job_row(fresh_database, model_id, "unlearn")
+        assert (status, redispatches) == ("queued", 0) and enqueued_at is not None
+        queue = Redis.from_url(redis)
+        assert any(job_id.encode() in m for m in queue.lrange(QUEUE, 0, -1))
+        producer.control.purge()  # the batch's message (and the window's timer) lost
+        assert not any(job_id.encode() in m for m in queue.lrange(QUEUE, 0, -1))
+        queue.close()
+
+        workers.append(_worker(os.environ | {
+            "LETHE_HOME": str(tmp_path / "home"), "LETHE_WORKER_THREADS": "1",
+            "LETHE_DATABASE_URL": fresh_database, "LETHE_BROKER_URL": redis,
+            "LETHE_JOB_REDISPATCH_SECONDS": "2"}, tmp_path / "worker-new.log"))
+        finals = [service.wait_for(loc, lambda r: r["status"] in ("completed", "failed"), 120)
+                  for loc in locations]
+        assert [r["status"] for r in finals] == ["completed", "completed"], finals
+        assert {r["version"] for r in finals} == {1}
+        versions, ledger, _ = _rows(fresh_database, model_id)
+        assert versions == [(0, "trained"), (1, "unlearned")] and ledger == [0, 1]
+        _, status, redispatches, _ = _job_row(fresh_database, model_id, "unlearn")
+        assert status == "succeeded" and redispatches >= 1
+        log = (tmp_path / "worker-new.log").read_text()
+        assert f"job {job_id} is still queued long after its message was published" in log
+
+        duplicate = producer.send_task(TASK_UNLEARN_BATCH, args=[job_id], queue=QUEUE).id
+        deadline = time.monotonic() + 30
+        while f"lethe.unlearn_batch[{duplicate}] succeeded" not in (
+                log := (tmp_path / "worker-new.log").read_text()):
+            assert time.monotonic() < deadline, log[-3000:]
+            time.sleep(0.2)
+        assert f"lethe.unlearn_batch[{duplicate}] succeeded" in log and "'succeeded'" in log
+        assert _rows(fresh_database, model_id)[:2] == (versions, ledger)
+        metrics = service.http.get("/metrics").text
+        assert f"lethe_job_redispatches_total {float(redispatches)}" in metrics
+    finally:
+        _stop(service, workers)
+        producer.control.purge()
