@@ -59,11 +59,11 @@ def _runtime(_state: Any, **_kwargs: Any) -> dict[str, Any]:
 
 def _reaper() -> None:
     """Now and periodically: requeue jobs whose worker died (stale heartbeat); publish again the
-    jobs still queued long after their message was published (a lost message); delete the
-    Idempotency-Keys past their TTL."""
+    jobs still queued long after their message was published (a lost message); seal the pending
+    requests whose window's seal check was lost; delete the Idempotency-Keys past their TTL."""
     from app.db.session import session_scope
     from app.services.dispatch import redispatch_lost_jobs
-    from app.services.engine import reap_stale_jobs
+    from app.services.engine import reap_stale_jobs, seal_overdue
     from app.services.idempotency import purge_expired
     from app.settings import get_settings
 
@@ -79,6 +79,10 @@ def _reaper() -> None:
             redispatch_lost_jobs()
         except Exception:
             log.exception("publishing lost jobs again failed")
+        try:
+            seal_overdue()
+        except Exception:
+            log.exception("sealing overdue requests failed")
         try:
             with session_scope() as session:
                 purged = purge_expired(session)

@@ -201,12 +201,11 @@ def reap_stale_jobs() -> list[str]:
                 Job.id == job.id, Job.status == "running", Job.heartbeat_at == job.heartbeat_at)
                 .values(status="queued").execution_options(synchronize_session=False)).rowcount
             if moved:
-                requeued.append(job.id)
-    for job_id in requeued:
-        log.warning("job %s: its worker stopped beating; requeued", job_id)
-        with session_scope() as session:
-            dispatch.enqueue_job(session.get_one(Job, job_id))
-    return requeued
+                requeued.append(job)
+    for job in requeued:  # after the commit, outside any session (see seal_and_enqueue)
+        log.warning("job %s: its worker stopped beating; requeued", job.id)
+        dispatch.enqueue_job(job)
+    return [job.id for job in requeued]
 
 
 def _give_up(session: Session, job: Job) -> None:
@@ -237,21 +236,64 @@ def _fail(ctx: JobContext, reason: str) -> None:
                             .values(status="failed", error=reason))
 
 
-def seal_and_enqueue(model_id: str) -> str | None:
-    """Seal the model's due pending requests into a batch and enqueue it (after the commit)."""
+def seal_and_enqueue(model_id: str, *, now: datetime | None = None) -> str | None:
+    """Seal the model's due pending requests into a batch and enqueue it (after the commit);
+    if none is due yet, schedule the seal check of the oldest pending request's window.
+
+    Args:
+        model_id: The model.
+        now: The clock (tests); default now, UTC.
+
+    Returns:
+        The id of the job sealed, or ``None``.
+    """
     with session_scope() as session:
-        job = batching.seal_if_due(session, model_id)
-        job_id = job.id if job else None
+        job = batching.seal_if_due(session, model_id, now=now)
         model = session.get(Model, model_id)
         # Only a ready model seals; a training one is re-checked when its training publishes.
-        wait = (batching.seconds_until_due(session, model_id)
+        wait = (batching.seconds_until_due(session, model_id, now=now)
                 if job is None and model is not None and model.status == "ready" else None)
-    if job_id:
-        with session_scope() as session:
-            dispatch.enqueue_job(session.get_one(Job, job_id))
-    elif wait is not None:
+    # After the session closed: on SQLite an open transaction holds the write lock that
+    # enqueue_job's own transaction needs.
+    if job is not None:
+        dispatch.enqueue_job(job, now=now)
+        return job.id
+    if wait is not None:
         dispatch.schedule_seal_check(model_id, wait)
-    return job_id
+    return None
+
+
+def seal_overdue(*, now: datetime | None = None) -> list[str]:
+    """Seal the pending requests of every ready model whose oldest pending request is past its
+    window (``batching.max_wait_seconds``) by ``LETHE_JOB_REDISPATCH_SECONDS`` or more: the
+    window's seal check (a delayed broker message) was lost, and with no new request and no job
+    of the model nothing else would seal them (issue 4 §2: an accepted request is never lost).
+
+    One indexed aggregate per model (``batching.pending_summary``); run by the workers' reaper.
+
+    Args:
+        now: The clock (tests); default now, UTC.
+
+    Returns:
+        The ids of the jobs sealed (and enqueued).
+    """
+    now = now or _now()
+    grace_s = get_settings().job_redispatch_seconds
+    overdue = []
+    with session_scope() as session:
+        for model in session.scalars(select(Model).where(Model.status == "ready")):
+            oldest = batching.pending_summary(session, model.id).oldest_created_at
+            window_s = batching.batching_policy(model).max_wait_seconds
+            if oldest is not None and (now - oldest).total_seconds() >= window_s + grace_s:
+                overdue.append(model.id)
+    sealed = []
+    for model_id in overdue:
+        log.warning("model %s: pending requests past their window were not sealed (a lost seal "
+                    "check); sealing them now", model_id)
+        job_id = seal_and_enqueue(model_id, now=now)
+        if job_id:
+            sealed.append(job_id)
+    return sealed
 
 
 class _Progress:

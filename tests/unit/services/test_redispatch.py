@@ -1,7 +1,8 @@
 """A queued job whose broker message was lost is published again by the reaper
 (``dispatch.redispatch_lost_jobs``), with an explicit clock: once after
 ``LETHE_JOB_REDISPATCH_SECONDS``, not again before the (doubling) wait, never for a job that a
-worker holds or finished. And a duplicate message is harmless: delivering a finished or running
+worker holds or finished. Pending requests whose window's seal check was lost are sealed
+(``engine.seal_overdue``). And a duplicate message is harmless: delivering a finished or running
 job again publishes no second version and no second ledger row (``engine.run_job``)."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sqlalchemy import func, select, update
 
 from app import broker
 from app.db.migrate import upgrade_to_head
-from app.db.models import Job, LedgerEntry, Model, Version
+from app.db.models import DeletionRequest, Job, LedgerEntry, Model, Version
 from app.db.session import reset_engine, session_scope
 from app.schemas.models import ModelCreate
 from app.services import datasets, dispatch, models
@@ -57,14 +58,14 @@ def lost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LostBroker
     get_settings.cache_clear()
 
 
-def _model(architecture: str = "logreg") -> tuple[str, str]:
+def _model(**fields: object) -> tuple[str, str]:
     """A digits model and its queued train job (committed, not yet published)."""
     with session_scope() as s:
         dataset = datasets.register_builtin(s, name="digits", source="digits",
                                             data_dir=get_settings().resolved_data_dir)
         spec = ModelCreate.model_validate({
-            "name": "m", "dataset_id": dataset.id, "architecture": architecture,
-            "training": {"epochs": 2, "batch_size": 64}})
+            "name": "m", "dataset_id": dataset.id, "architecture": "logreg",
+            "training": {"epochs": 2, "batch_size": 64}, **fields})
         model, job = models.create_model(s, spec)
         s.flush()
         return model.id, job.id
@@ -181,6 +182,66 @@ def test_reaper_passes_send_exactly_when_the_wait_has_passed(lost, gaps):
         if expected:
             last, count = now, count + 1
     assert _job(job_id).redispatches == count == len(lost.sent) - sent_before
+
+
+def test_a_job_whose_worker_died_is_requeued_and_published(lost):
+    """reap_stale_jobs publishes outside its session (on SQLite a nested transaction waited for
+    the outer one's write lock until the busy timeout)."""
+    from app.services import engine
+
+    job_id = _queued_job()
+    with session_scope() as s:
+        s.execute(update(Job).where(Job.id == job_id).values(
+            status="running", attempts=1, heartbeat_at=datetime.now(timezone.utc) - timedelta(days=1)))
+    assert engine.reap_stale_jobs() == [job_id]
+    job = _job(job_id)
+    assert job.status == "queued" and _utc(job.enqueued_at) > T0
+    assert lost.sent == [(broker.TASK_TRAIN, (job_id,))] * 2
+
+
+# --- a lost seal check ------------------------------------------------------------------------
+
+WINDOW_S = 60
+
+
+def _pending_request(status: str = "ready") -> tuple[str, str]:
+    """A model in ``status`` whose one pending request (accepted at T0) never got sealed."""
+    model_id, train_job = _model(batching={"max_samples": 100, "max_wait_seconds": WINDOW_S})
+    with session_scope() as s:
+        s.execute(update(Job).where(Job.id == train_job).values(status="succeeded"))
+        s.execute(update(Model).where(Model.id == model_id).values(
+            status=status, current_version=0 if status == "ready" else None))
+        request = DeletionRequest(model_id=model_id, sample_ids=[1, 2], created_at=T0)
+        s.add(request)
+        s.flush()
+        return model_id, request.id
+
+
+def test_requests_whose_seal_check_was_lost_are_sealed_after_the_grace(lost):
+    from app.services import engine
+
+    _, request_id = _pending_request()
+    assert engine.seal_overdue(now=T0 + timedelta(seconds=WINDOW_S + WAIT_S - 1)) == []
+    assert lost.sent == []
+    sealed_at = T0 + timedelta(seconds=WINDOW_S + WAIT_S)
+    (job_id,) = engine.seal_overdue(now=sealed_at)
+    with session_scope() as s:
+        request = s.get_one(DeletionRequest, request_id)
+        assert (request.status, request.job_id) == ("batched", job_id)
+        assert _utc(s.get_one(Job, job_id).enqueued_at) == sealed_at
+    assert lost.sent == [(broker.TASK_UNLEARN_BATCH, (job_id,))]
+    assert engine.seal_overdue(now=sealed_at + timedelta(days=1)) == []  # nothing pending now
+    assert len(lost.sent) == 1
+
+
+def test_a_model_that_is_not_ready_seals_nothing(lost):
+    from app.services import engine
+
+    _, request_id = _pending_request(status="training")
+    assert engine.seal_overdue(now=T0 + timedelta(days=1)) == []
+    with session_scope() as s:
+        assert s.get_one(DeletionRequest, request_id).status == "pending"
+    assert lost.sent == []
 
 
 # --- a duplicate message is harmless ----------------------------------------------------------
