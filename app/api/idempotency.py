@@ -15,6 +15,7 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, FastAPI, Header, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import CurrentKey, UnitOfWorkDep
 from app.services import idempotency as service
@@ -47,7 +48,7 @@ async def _raw_body(request: Request) -> bytes:
     return await request.body()  # already read (and cached) by FastAPI for the body parameter
 
 
-def _idempotency(
+async def _idempotency(
     uow: UnitOfWorkDep,
     key: CurrentKey,
     request: Request,
@@ -60,9 +61,10 @@ def _idempotency(
 ) -> Idempotency:
     if idempotency_key is None:
         return Idempotency(None)
-    return Idempotency(service.claim(
-        uow.session, key.id, idempotency_key, method=request.method, path=request.url.path,
-        body=raw_body,
+    # async, so that a request without the header takes no thread hop here
+    return Idempotency(await run_in_threadpool(
+        service.claim, uow.session, key.id, idempotency_key, method=request.method,
+        path=request.url.path, body=raw_body,
     ))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, status
+from sqlalchemy.orm import Session
 
 from app.api import paths
 from app.api.deps import SessionDep, UnitOfWorkDep, require
@@ -37,7 +38,7 @@ def to_public(request: DeletionRequest) -> DeletionRequestPublic:
 
 
 @router.post(paths.MODEL_DELETION_REQUESTS, status_code=status.HTTP_202_ACCEPTED)
-def submit_deletion_request(
+async def submit_deletion_request(
     model_id: str,
     body: DeletionRequestCreate,
     uow: UnitOfWorkDep,
@@ -47,14 +48,19 @@ def submit_deletion_request(
 ) -> DeletionRequestPublic:
     """Ask the model to forget training samples (``sample_ids``) or every sample of some
     subjects (``subject_ids``); poll the ``Location`` until ``completed``."""
-    request, after = service.submit(uow.session, model_id, body.sample_ids,
-                                    subject_ids=body.subject_ids)
-    if after.job is not None:
-        uow.after_commit.enqueue([after.job])
-    if after.seal_check_in_s is not None:
-        uow.after_commit.add(schedule_seal_check, model_id, after.seal_check_in_s)
-    response.headers["Location"] = paths.url(paths.DELETION_REQUEST, request_id=request.id)
-    return idem.remember(202, to_public(request), response)
+
+    def accept(session: Session) -> DeletionRequestPublic:
+        request, after = service.submit(session, model_id, body.sample_ids,
+                                        subject_ids=body.subject_ids)
+        if after.job is not None:
+            uow.after_commit.enqueue([after.job])
+        if after.seal_check_in_s is not None:
+            uow.after_commit.add(schedule_seal_check, model_id, after.seal_check_in_s)
+        response.headers["Location"] = paths.url(paths.DELETION_REQUEST, request_id=request.id)
+        return idem.remember(202, to_public(request), response)
+
+    # async with one thread hop: the intake path (issue 4 §4) pays for each hop
+    return await uow.run_and_commit(accept)
 
 
 @router.get(paths.DELETION_REQUESTS)
