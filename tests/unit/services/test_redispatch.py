@@ -144,6 +144,28 @@ def test_a_retry_while_the_model_is_busy_counts_as_a_publish(lost):
     assert dispatch.redispatch_lost_jobs(now=T0 + timedelta(seconds=2 * WAIT_S - 10)) == [job_id]
 
 
+def test_the_busy_model_retry_of_a_task_records_its_publish(lost, monkeypatch):
+    """workers.tasks: a job whose model is busy is retried by Celery (a new message), and
+    ``enqueued_at`` moves with it, so the reaper does not add a duplicate."""
+    from app.services import engine
+    from workers import tasks
+
+    job_id = _queued_job()
+
+    def busy(job: str, expected_kind: str) -> str:
+        raise engine.ModelBusy("m")
+
+    class Task:
+        def retry(self, **options: object) -> Exception:
+            assert options == {"countdown": tasks.BUSY_RETRY_S, "max_retries": None, "throw": False}
+            return RuntimeError("retry")
+
+    monkeypatch.setattr(engine, "run_job", busy)
+    with pytest.raises(RuntimeError, match="retry"):
+        tasks._run(Task(), job_id, "train")
+    assert _utc(_job(job_id).enqueued_at) > T0
+
+
 def test_two_reapers_at_once_send_one_message(lost):
     job_id = _queued_job()
     now = T0 + timedelta(seconds=WAIT_S)
