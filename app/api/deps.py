@@ -6,7 +6,8 @@
   and runs on the event loop; its end (commit or rollback, close, callbacks) is one hop to a worker
   thread (each hop costs CPU on the intake path: ``benchmarks/intake.py``).
 - ``SessionDep``: that unit of work's session.
-- ``CurrentKey``: the caller's API key (401 without a live one).
+- ``CurrentKey``: the caller's API key (401 without a live one); a key this process saw in the
+  last :data:`~app.services.key_cache.KEY_CACHE_S` seconds is not looked up again.
 - ``require(scope)``: a dependency that also checks a scope (403 names the missing one).
 - ``SettingsDep``: the app's settings.
 """
@@ -116,11 +117,17 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`.")
 
 
-def _current_key(
+async def _current_key(
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiKey:
-    return auth.authenticate(session, credentials.credentials if credentials else None)
+    plaintext = credentials.credentials if credentials else None
+    # A key seen in the last seconds is answered on the event loop: no query, no thread hop
+    # (revocation bound: app.services.key_cache).
+    key = auth.cached_key(session, plaintext)
+    if key is None:
+        key = await run_in_threadpool(auth.authenticate, session, plaintext)
+    return key
 
 
 CurrentKey = Annotated[ApiKey, Depends(_current_key)]

@@ -11,12 +11,13 @@ import hashlib
 import secrets
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.db.models import ApiKey, utcnow
 from app.errors import Forbidden, InvalidInput, Unauthorized
+from app.services.key_cache import KeyCache
 
 __all__ = [
     "ALL_SCOPES",
@@ -26,6 +27,7 @@ __all__ = [
     "SCOPE_REQUESTS_READ",
     "SCOPE_REQUESTS_WRITE",
     "authenticate",
+    "cached_key",
     "create_key",
     "ensure_bootstrap_admin_key",
     "hash_key",
@@ -39,6 +41,14 @@ SCOPE_MODELS_READ = "models:read"
 SCOPE_ADMIN = "admin"
 ALL_SCOPES = frozenset({SCOPE_REQUESTS_WRITE, SCOPE_REQUESTS_READ, SCOPE_MODELS_READ, SCOPE_ADMIN})
 BOOTSTRAP_KEY_NAME = "bootstrap-admin"
+
+_live_keys = KeyCache()
+"""This process's memory of live keys (see :mod:`app.services.key_cache` for the revocation
+bound)."""
+
+
+def _engine(session: Session) -> Engine:
+    return session.get_bind().engine
 
 
 def hash_key(plaintext: str) -> str:
@@ -75,10 +85,19 @@ def revoke_key(session: Session, key_id: str) -> None:
     key = session.get(ApiKey, key_id)
     if key is not None and key.revoked_at is None:
         key.revoked_at = utcnow()
+        _live_keys.forget(_engine(session), key.key_sha256)
+
+
+def cached_key(session: Session, plaintext: str | None) -> ApiKey | None:
+    """The live key for ``plaintext`` if this process looked it up less than
+    :data:`~app.services.key_cache.KEY_CACHE_S` seconds ago (a detached copy), else ``None``:
+    no I/O, so the API can answer it on the event loop."""
+    return _live_keys.get(_engine(session), hash_key(plaintext)) if plaintext else None
 
 
 def authenticate(session: Session, plaintext: str | None) -> ApiKey:
-    """The live key whose digest matches ``plaintext``.
+    """The live key whose digest matches ``plaintext``, looked up in the database (and
+    remembered for :func:`cached_key`).
 
     Raises:
         Unauthorized: No key, an unknown key, or a revoked one.
@@ -88,6 +107,7 @@ def authenticate(session: Session, plaintext: str | None) -> ApiKey:
     key = session.scalar(select(ApiKey).where(ApiKey.key_sha256 == hash_key(plaintext)))
     if key is None or key.revoked_at is not None:
         raise Unauthorized("unknown or revoked API key")
+    _live_keys.put(_engine(session), key)
     return key
 
 
@@ -119,6 +139,7 @@ def ensure_bootstrap_admin_key(session: Session, value: str) -> ApiKey:
         )
     ):
         old.revoked_at = utcnow()
+        _live_keys.forget(_engine(session), old.key_sha256)
     existing = session.scalar(select(ApiKey).where(ApiKey.key_sha256 == digest))
     if existing is not None:
         return existing
