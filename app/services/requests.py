@@ -20,13 +20,13 @@ from datetime import datetime
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from app.db.models import Dataset, DeletionRequest, ForgottenSample, Job, Model, utcnow
+from app.db.models import Dataset, DeletionRequest, Job, Model, new_id, utcnow
 from app.errors import InvalidInput, NotFound, StateConflict
 from app.services.batching import AfterSubmit, seal_after_submit
-from app.services.forgotten import forgotten_versions
+from app.services.forgotten import forgotten_and_total, forgotten_versions
 from app.services.id_lookup import rows_of_sample_ids, rows_of_subjects
 from app.services.pagination import after, decode_cursor, encode_cursor
 from app.services.uploads import UPLOADED_SCHEME
@@ -170,34 +170,29 @@ def submit(
     indices = _rows(session, dataset, sample_ids, subject_ids, limit)
     sent_subjects = None if subject_ids is None else list(subject_ids)
     now = now or utcnow()
-    forgotten = forgotten_versions(session, model_id, indices)
-    already = session.scalar(select(func.count()).select_from(ForgottenSample)
-                             .where(ForgottenSample.model_id == model_id)) or 0
+    forgotten, already = forgotten_and_total(session, model_id, indices)
     if already + len(indices) - len(forgotten) >= dataset.n:
         # Nothing would be left to train on: neither a Newton step nor a retrain is defined.
         raise InvalidInput(
             f"forgetting these samples would leave the retain set of model {model_id!r} empty "
             f"({already} of {dataset.n} samples are already forgotten)", field="sample_ids")
-    if len(forgotten) == len(indices):
-        request = DeletionRequest(
-            model_id=model_id,
-            sample_ids=indices,
-            subject_ids=sent_subjects,
-            status="completed",
-            version=max(forgotten.values()),
-            created_at=now,
-            updated_at=now,
-        )
-    else:
-        request = DeletionRequest(
-            model_id=model_id, sample_ids=indices, subject_ids=sent_subjects, status="pending",
-            created_at=now, updated_at=now,
-        )
-    session.add(request)
-    session.flush()
+    done = len(forgotten) == len(indices)
+    request = DeletionRequest(
+        id=new_id(), model_id=model_id, sample_ids=indices, subject_ids=sent_subjects,
+        status="completed" if done else "pending",
+        version=max(forgotten.values()) if done else None, job_id=None, error=None,
+        created_at=now, updated_at=now,
+    )
+    # A Core INSERT on the request's connection, not an ORM flush (a third of submit's CPU): the
+    # returned request is not in the session, and nothing in this transaction needs it there.
+    session.connection().execute(insert(DeletionRequest.__table__).values(
+        {c.key: getattr(request, c.key) for c in DeletionRequest.__table__.columns}))
     if request.status != "pending":  # already forgotten: the pending set did not change
         return request, AfterSubmit(None, None)
-    return request, seal_after_submit(session, model, now=now)
+    after = seal_after_submit(session, model, now=now)
+    if after.job is not None:  # sealed with the others: answer the stored row (``batched``)
+        request = session.get(DeletionRequest, request.id) or request
+    return request, after
 
 
 def get_request(session: Session, request_id: str) -> DeletionRequest:
