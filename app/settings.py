@@ -47,8 +47,10 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(default=3, ge=1, description="Deliveries of a job before it is failed.")
     max_request_samples: int = Field(default=100_000, ge=1, description="Most sample ids in one deletion request.")
     # Below the connection pool's 30 (pool_size 10 + max_overflow 20): see app/api/admission.py.
+    # 2: measured best for intake on 2 cores (benchmarks/intake.py, 64 clients: 2 -> 454-493
+    # accepted/s, 4 -> 369-409, 8 -> 320-362), since fewer requests contend for the GIL.
     api_max_in_flight: int = Field(
-        default=8, ge=1, le=30, description="Requests one API process runs at once; the rest "
+        default=2, ge=1, le=30, description="Requests one API process runs at once; the rest "
         "wait their turn on the event loop.")
     idempotency_ttl_hours: float = Field(
         default=24.0, gt=0, description="An Idempotency-Key is kept this long; after it, the key "

@@ -8,7 +8,9 @@ the connection holders wait for a thread: nothing moves until the pool timeout (
 Bounding the requests in flight below the pool's size rules that out, and fewer threads contending
 for the GIL also answers faster (measured by ``benchmarks/intake.py``: 64 concurrent clients, 2
 processes, 2 cores: see README, Benchmarks). ``/healthz`` is never queued, so a liveness probe
-does not fail under load.
+does not fail under load; nor is a dataset upload, which streams its body for as long as the
+client takes without holding a connection (its database work is one short transaction in one
+worker thread), so a slow upload does not take a slot from intake.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import asyncio
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.api import paths
+
 __all__ = ["AdmissionMiddleware"]
 
-_NEVER_QUEUED = frozenset({"/healthz"})
+_NEVER_QUEUED = frozenset({"/healthz", paths.DATASET_UPLOAD})
 
 
 class AdmissionMiddleware:

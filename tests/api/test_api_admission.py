@@ -1,5 +1,6 @@
 """Admission control: at most ``max_in_flight`` requests run at once, the rest wait in arrival
-order and all complete; ``/healthz`` never waits; the app wires it from the setting."""
+order and all complete; ``/healthz`` and dataset uploads never wait; the app wires it from the
+setting."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 
 import pytest
 
+from app.api import paths
 from app.api.admission import AdmissionMiddleware
 from app.api.main import create_app
 from app.settings import Settings
@@ -58,6 +60,22 @@ def test_at_most_max_in_flight_run_and_the_rest_wait_in_order() -> None:
     inner = asyncio.run(scenario())
     assert inner.most == 2 + 1  # the two requests and the probe
     assert inner.started == ["/r0", "/r1", "/healthz", "/r2", "/r3", "/r4"]
+
+
+def test_a_dataset_upload_never_waits_for_a_slot() -> None:
+    async def scenario() -> _Slow:
+        inner = _Slow()
+        app = AdmissionMiddleware(inner, max_in_flight=1)
+        held = asyncio.create_task(app(_http("/r0"), _nothing, _ignore))
+        upload = asyncio.create_task(app(_http(paths.DATASET_UPLOAD), _nothing, _ignore))
+        queued = asyncio.create_task(app(_http("/r1"), _nothing, _ignore))
+        await asyncio.sleep(0.05)
+        assert inner.started == ["/r0", paths.DATASET_UPLOAD]  # /r1 waits, the upload does not
+        inner.release.set()
+        await asyncio.wait_for(asyncio.gather(held, upload, queued), timeout=5)
+        return inner
+
+    assert asyncio.run(scenario()).started == ["/r0", paths.DATASET_UPLOAD, "/r1"]
 
 
 def test_max_in_flight_must_be_positive() -> None:
