@@ -84,8 +84,8 @@ def _claim(job_id: str, expected_kind: str) -> JobContext | None:
 
     Two conditional UPDATEs in one transaction: the job (``queued``, or ``running`` with a stale
     heartbeat), then the model's ``active_job_id`` (free, ours, or held by a finished or stale
-    job). On PostgreSQL the second UPDATE takes the model's row lock, so two workers can never
-    both hold one model.
+    job), after taking the model's row lock with ``SELECT ... FOR UPDATE``, so two workers can
+    never both hold one model.
 
     Raises:
         ModelBusy: Another live job holds the model; nothing was changed.
@@ -104,12 +104,18 @@ def _claim(job_id: str, expected_kind: str) -> JobContext | None:
             update(Job).where(Job.id == job_id, or_(
                 Job.status == "queued",
                 and_(Job.status == "running", or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale))))
-            .values(status="running", attempts=Job.attempts + 1, started_at=_now(), heartbeat_at=_now(),
-                    runtime=runtime)
+            .values(status="running", attempts=Job.attempts + 1, heartbeat_at=_now(), runtime=runtime)
             .execution_options(synchronize_session=False)
         ).rowcount
         if not claimed:
             return None
+        # Wait for the model's row lock BEFORE the conditional UPDATE reads the holder's status:
+        # under READ COMMITTED, PostgreSQL re-checks a row it waited for against the new row but
+        # evaluates the subquery with the snapshot taken when the statement began. A holder that
+        # committed its claim meanwhile still looked "queued" (so done), and two jobs ran on one
+        # model at once (seen in test_two_workers_race_for_one_model). After this SELECT the
+        # UPDATE below starts with a fresh snapshot. (SQLite: BEGIN IMMEDIATE already serialises.)
+        session.execute(select(Model.id).where(Model.id == job.model_id).with_for_update())
         holders_done = select(Job.id).where(or_(Job.status != "running", Job.heartbeat_at < stale))
         held = session.execute(
             update(Model).where(Model.id == job.model_id, or_(
@@ -120,6 +126,10 @@ def _claim(job_id: str, expected_kind: str) -> JobContext | None:
         if not held:
             session.rollback()
             raise ModelBusy(job.model_id)
+        # Stamped only now that the model is ours: the UPDATE above may have waited on the row
+        # lock of the previous job's publish, and its finished_at must precede our started_at.
+        session.execute(update(Job).where(Job.id == job_id).values(started_at=_now())
+                        .execution_options(synchronize_session=False))
         session.refresh(job)
         model = session.get_one(Model, job.model_id)
         dataset = session.get_one(Dataset, model.dataset_id)
@@ -490,6 +500,11 @@ def _publish(ctx: JobContext, *, kind: str, sha: str, size: int, cert: dict[str,
         if session.scalar(select(Version.id).where(Version.job_id == ctx.job_id)):
             return  # already published by an earlier delivery of this job
         last = session.scalar(select(func.max(Version.number)).where(Version.model_id == ctx.model_id))
+        if parent is not None and last != parent:
+            # Never publish over a release this job did not start from (its w_k would restore
+            # the influence of samples that release removed); the model lock makes this unreachable.
+            raise RuntimeError(f"job {ctx.job_id} started from version {parent} but version {last} "
+                               "was published meanwhile; refusing to publish")
         number = 0 if last is None else last + 1
         last_lineage = session.scalar(select(func.max(Version.lineage)).where(
             Version.model_id == ctx.model_id))

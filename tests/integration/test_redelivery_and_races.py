@@ -149,6 +149,16 @@ def test_two_workers_race_for_one_model(tmp_path: Path, fresh_database: str) -> 
         assert ledger == [n for n, _ in versions]  # one ledger row per version
         assert overlapping == 0  # never two jobs of the model at once
         assert len(versions) >= 2
+        engine = create_engine(fresh_database)
+        try:
+            with engine.connect() as conn:
+                parents = dict(conn.execute(text(
+                    "SELECT number, parent_number FROM versions WHERE model_id = :m"), {"m": model_id}).all())
+        finally:
+            engine.dispose()
+        # Each batch started from the version before it (a job that ran beside another would
+        # have started from an older state and published over its removals).
+        assert all(parents[n] == n - 1 for n in parents if n > 0), parents
     finally:
         _stop(service, workers)
 

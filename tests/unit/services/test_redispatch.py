@@ -300,3 +300,17 @@ def test_a_duplicate_message_of_a_finished_or_running_job_is_a_no_op(lost):
         job = s.get_one(Job, job_id)
         assert (job.status, job.attempts) == ("running", done.attempts)
         assert s.get_one(Model, model_id).current_version == 0
+
+
+def test_a_release_is_never_published_over_one_its_job_did_not_start_from(lost):
+    from types import SimpleNamespace
+
+    from app.services import engine
+
+    model_id, job_id = _model()
+    assert engine.run_job(job_id, expected_kind="train") == "succeeded"  # version 0
+    stale = SimpleNamespace(job_id="a-job-that-started-from-an-older-release", model_id=model_id)
+    with pytest.raises(RuntimeError, match="started from version 7 but version 0"):
+        engine._publish(stale, kind="unlearned", sha="0" * 64, size=1, cert={}, metrics={},
+                        new_forgotten=[1], ledger={}, timings={}, new_lineage=False, parent=7)
+    assert _published(model_id) == (1, 1)
