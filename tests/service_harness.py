@@ -19,6 +19,8 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_KEY = "pg-admin-key-0123456789"
+"""Admin key of the in-process API that the integration suite's ``client`` fixture starts."""
 
 
 def _free_port() -> int:

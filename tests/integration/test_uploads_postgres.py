@@ -6,45 +6,19 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
-import pytest
 from sqlalchemy import func, select
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     from fastapi.testclient import TestClient
 
-from app import broker
-from app.api.main import create_app
 from app.db import models as orm
-from app.db.session import reset_engine, session_scope
-from app.settings import get_settings
+from app.db.session import session_scope
+from service_harness import PG_ADMIN_KEY
 
-ADMIN = "pg-admin-key-uploads-0123456789"
-HEADERS = {"Authorization": f"Bearer {ADMIN}"}
-
-
-def _forget_state() -> None:
-    if broker.producer.cache_info().currsize:
-        broker.producer().close()
-    broker.producer.cache_clear()
-    reset_engine()
-    get_settings.cache_clear()
-
-
-@pytest.fixture
-def client(fresh_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    monkeypatch.setenv("LETHE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("LETHE_DATABASE_URL", fresh_database)
-    monkeypatch.setenv("LETHE_BOOTSTRAP_ADMIN_KEY", ADMIN)
-    monkeypatch.delenv("LETHE_BROKER_URL", raising=False)
-    _forget_state()
-    with TestClient(create_app()) as test_client:
-        yield test_client
-    _forget_state()
+HEADERS = {"Authorization": f"Bearer {PG_ADMIN_KEY}"}
 
 
 def _npz(n: int, *, duplicate: bool = False) -> bytes:
