@@ -25,7 +25,6 @@ Imports httpx only (never torch); :mod:`app.verify` is imported when a verificat
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 import uuid
@@ -256,7 +255,7 @@ def _total_bytes(response: httpx.Response, offset: int) -> int | None:
 
 
 def _finish_download(part: Path, path: Path, expected_sha: str, resumed_from: int) -> DownloadResult:
-    from app.verify import sha256_file
+    from app.storage.artifacts import sha256_file
 
     sha = sha256_file(part)
     if sha != expected_sha:

@@ -47,6 +47,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from app.services.merkle import verify_proof
+from app.storage.artifacts import sha256_file
 
 __all__ = [
     "Check",
@@ -175,14 +176,6 @@ def check_signature(cert: dict[str, Any], keys: dict[str, Ed25519PublicKey] | No
 
 
 # --- weights and receipt ----------------------------------------------------------------------
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _check_weights(cert: dict[str, Any], weights: Path | None) -> Check:

@@ -5,15 +5,14 @@ NumPy only (the API process imports the dataset modules to validate registration
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DatasetError", "file_sha256", "write_npz_atomic"]
+from app.storage.artifacts import atomic_file
+
+__all__ = ["DatasetError", "write_npz_atomic"]
 
 
 class DatasetError(ValueError):
@@ -31,27 +30,9 @@ def write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
         path: Destination; its folder is created if missing.
         arrays: ``{name: array}``; object arrays are refused (``allow_pickle=False``).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".npz.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED) as zf:
-                for key in sorted(arrays):
-                    info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-                    with zf.open(info, "w", force_zip64=True) as member:
-                        np.lib.format.write_array(member, arrays[key], allow_pickle=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 hex digest of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    with atomic_file(path) as fh:
+        with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED) as zf:
+            for key in sorted(arrays):
+                info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                with zf.open(info, "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, arrays[key], allow_pickle=False)

@@ -39,7 +39,8 @@ from typing import Any
 import numpy as np
 
 from app.unlearning import fashion_mnist, synthetic
-from app.unlearning.dataset_files import DatasetError, file_sha256, write_npz_atomic
+from app.storage.artifacts import sha256_file
+from app.unlearning.dataset_files import DatasetError, write_npz_atomic
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -507,12 +508,12 @@ def dataset_checksum(source: str, data_dir: Path) -> str:
     """
     info = _check_source(source)
     if source == "mnist":
-        return file_sha256(_mnist_path(data_dir))
+        return sha256_file(_mnist_path(data_dir))
     if source == "fashion-mnist":
         return fashion_mnist.fashion_mnist_checksum(data_dir)
     if info.synthetic:
         synthetic.synthetic_arrays(source, data_dir, create=False)  # present and valid
-        return file_sha256(synthetic.synthetic_path(data_dir, source))
+        return sha256_file(synthetic.synthetic_path(data_dir, source))
     ds = _load_digits()
     h = hashlib.sha256()
     for arr in (ds.x_train, ds.y_train, ds.x_test, ds.y_test):

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from app.storage.artifacts import atomic_write
 from app.unlearning.dataset_files import DatasetError
 from app.unlearning.idx import read_idx
 
@@ -160,14 +159,5 @@ def fetch_fashion_mnist(data_dir: Path, system_dir: Path = SYSTEM_DIR) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     for name in FASHION_MNIST_SHA256:
         raw = _verified_bytes(source, name)
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}-", dir=target)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(raw)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target / name)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(target / name, raw)
     return target

@@ -23,7 +23,6 @@ the sample named ``sample_ids[i]``; integer ids are stored as their decimal stri
 
 from __future__ import annotations
 
-import hashlib
 import zipfile
 from collections import Counter
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from app.storage.artifacts import sha256_file
 from app.unlearning.datasets import ArrayDataset, DatasetError
 
 __all__ = [
@@ -291,14 +291,6 @@ def _features(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(flat, dtype=np.float32)
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_uploaded(path: Path, checksum_sha256: str) -> ArrayDataset:
     """Load an accepted upload as the worker trains on it.
 
@@ -316,7 +308,7 @@ def load_uploaded(path: Path, checksum_sha256: str) -> ArrayDataset:
     """
     if not path.exists():
         raise DatasetError(f"the uploaded dataset file {path} is missing")
-    actual = _sha256_file(path)
+    actual = sha256_file(path)
     if actual != checksum_sha256:
         raise DatasetError(f"{path} has SHA-256 {actual}, but the dataset records "
                            f"{checksum_sha256}; refusing to train on it")
