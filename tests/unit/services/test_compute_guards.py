@@ -5,7 +5,6 @@ damping records estimated constants."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +19,6 @@ from app.unlearning.datasets import load_builtin
 from app.settings import get_settings
 from app.unlearning.admission import ArchitectureRefused
 from app.unlearning.solvers import SolverDivergedError
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

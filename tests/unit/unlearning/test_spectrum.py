@@ -3,7 +3,6 @@ the closed-form MLP products against autograd; the reference LiSSA against the p
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -16,14 +15,6 @@ from app.unlearning.objective import Objective
 from app.unlearning.reference import lissa_draws, reference_lissa
 from app.unlearning.solvers import solve_lissa
 from app.unlearning.spectrum import auto_damping, lanczos_lambda_min, power_norm
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _case(closed_form: bool = True, dtype: torch.dtype = torch.float64) -> tuple[

@@ -1,4 +1,4 @@
-"""Fixtures of the math-core tests."""
+"""Fixtures of the unit tests (the math core and the torch side of the services)."""
 
 from __future__ import annotations
 
