@@ -71,6 +71,16 @@ class LiveService:
             time.sleep(0.5)
         raise AssertionError(f"timed out waiting on {path}; last {body}\n{self.log()}")
 
+    def create_model(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """``POST /v1/models`` (202 expected): the created model."""
+        created = self.http.post("/v1/models", json=spec)
+        assert created.status_code == 202, created.text
+        return created.json()
+
+    def wait_trained(self, model_id: str) -> dict[str, Any]:
+        """The model once its training job has ended (``ready`` or ``failed``)."""
+        return self.wait_for(f"/v1/models/{model_id}", lambda m: m["status"] != "training")
+
     def stop(self) -> None:
         self.http.close()
         self.proc.terminate()
@@ -88,16 +98,14 @@ def digits_flow(service: LiveService) -> dict[str, Any]:
     http = service.http
     dataset = http.post("/v1/datasets", json={"name": "digits", "source": "digits"})
     assert dataset.status_code == 201, dataset.text
-    created = http.post("/v1/models", json={
+    model_id = service.create_model({
         "name": "digits-mlp", "dataset_id": dataset.json()["id"], "architecture": "mlp",
         "training": {"epochs": 15, "batch_size": 64, "lr": 3e-3},
         "certification": {"solver": "lissa", "depth": 200, "repeats": 4, "batch_size": 10,
                           "damping": 0.01, "noise_std": 0.01},
         "batching": {"max_samples": 30, "max_wait_seconds": 600},
-    })
-    assert created.status_code == 202, created.text
-    model_id = created.json()["id"]
-    model = service.wait_for(f"/v1/models/{model_id}", lambda m: m["status"] != "training")
+    })["id"]
+    model = service.wait_trained(model_id)
     assert model["status"] == "ready" and model["current_version"] == 0, (model, service.log())
 
     ids = [str(i) for i in range(100, 130)]
@@ -173,3 +181,17 @@ class ThrowawayPostgres:
         except subprocess.CalledProcessError:
             pass  # already stopped
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def forget_process_state() -> None:
+    """Drop what this process cached from earlier settings: the broker producer, the database
+    engine and the settings (tests switch ``LETHE_*`` between apps in one process)."""
+    from app import broker
+    from app.db.session import reset_engine
+    from app.settings import get_settings
+
+    if broker.producer.cache_info().currsize:
+        broker.producer().close()
+    broker.producer.cache_clear()
+    reset_engine()
+    get_settings.cache_clear()

@@ -19,24 +19,16 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     from fastapi.testclient import TestClient
 
-from app import broker
 from app.api.main import create_app
 from app.db import models as orm
-from app.db.session import reset_engine, session_scope
+from app.db.session import session_scope
 from app.settings import Settings, get_settings
 from app.storage.artifacts import ArtifactStore
+from service_harness import forget_process_state
 
 ADMIN_KEY = "test-admin-key-0123456789abcdef"
 ALL_TABLES = (orm.ApiKey, orm.Dataset, orm.Model, orm.Job, orm.Version, orm.DeletionRequest,
               orm.ForgottenSample, orm.LedgerEntry)
-
-
-def _forget_process_state() -> None:
-    if broker.producer.cache_info().currsize:
-        broker.producer().close()
-    broker.producer.cache_clear()
-    reset_engine()
-    get_settings.cache_clear()
 
 
 @pytest.fixture
@@ -46,9 +38,9 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settin
     for var in ("LETHE_DATABASE_URL", "LETHE_BROKER_URL", "LETHE_DATA_DIR",
                 "LETHE_MAX_REQUEST_SAMPLES"):
         monkeypatch.delenv(var, raising=False)
-    _forget_process_state()
+    forget_process_state()
     yield get_settings()
-    _forget_process_state()
+    forget_process_state()
 
 
 @pytest.fixture

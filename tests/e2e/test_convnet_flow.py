@@ -28,23 +28,21 @@ def test_allcnn_on_digits_to_a_verified_certificate(live_service, tmp_path: Path
     refused = http.post("/v1/models", json={"name": "dropout", "dataset_id": dataset["id"],
                                              "architecture": "owner-dropout"})
     assert refused.status_code == 202, refused.text
-    created = http.post("/v1/models", json={
+    created = service.create_model({
         "name": "digits-allcnn", "dataset_id": dataset["id"], "architecture": "allcnn",
         "training": {"epochs": 4, "batch_size": 64, "lr": 3e-3, "width": 4},
         "certification": {"solver": "lissa", "depth": 100, "repeats": 2, "batch_size": 10,
                           "damping": 0.01, "auto_damping": True, "noise_std": 0.01},
         "batching": {"max_samples": 20, "max_wait_seconds": 600},
     })
-    assert created.status_code == 202, created.text
-    assert created.json()["training"]["width"] == 4
-    model_id = created.json()["id"]
+    assert created["training"]["width"] == 4
+    model_id = created["id"]
 
-    failed = service.wait_for(f"/v1/models/{refused.json()['id']}",
-                              lambda m: m["status"] != "training")
+    failed = service.wait_trained(refused.json()["id"])
     assert failed["status"] == "failed"
     assert "refused by the supported layers guard" in failed["error"] and "Dropout" in failed["error"]
 
-    model = service.wait_for(f"/v1/models/{model_id}", lambda m: m["status"] != "training")
+    model = service.wait_trained(model_id)
     assert model["status"] == "ready", (model, service.log())
     ids = [str(i) for i in range(200, 220)]
     answer = http.post(f"/v1/models/{model_id}/deletion-requests", json={"sample_ids": ids})

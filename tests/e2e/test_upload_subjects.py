@@ -41,16 +41,14 @@ def test_upload_train_and_forget_a_subject(live_service, tmp_path: Path) -> None
     assert dataset["checksum_sha256"] == hashlib.sha256(body).hexdigest()
     assert (dataset["n"], dataset["n_test"], dataset["input_shape"]) == (N_TRAIN, 200, [1, 8, 8])
 
-    created = http.post("/v1/models", json={
+    model_id = service.create_model({
         "name": "upload-logreg", "dataset_id": dataset["id"], "architecture": "logreg",
         "training": {"epochs": 10, "batch_size": 64, "lr": 3e-3},
         "certification": {"solver": "lissa", "depth": 200, "repeats": 4, "batch_size": 10,
                           "damping": 0.01, "noise_std": 0.01},
         "batching": {"max_samples": 3, "max_wait_seconds": 600},
-    })
-    assert created.status_code == 202, created.text
-    model_id = created.json()["id"]
-    model = service.wait_for(f"/v1/models/{model_id}", lambda m: m["status"] != "training")
+    })["id"]
+    model = service.wait_trained(model_id)
     assert model["status"] == "ready", (model, service.log())
     v0 = http.get(f"/v1/models/{model_id}/versions/0").json()
     assert v0["metrics"]["accuracy"]["test"] is not None  # the uploaded test split is used

@@ -15,11 +15,8 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     from fastapi.testclient import TestClient
 
-from app import broker
 from app.api.main import create_app
-from app.db.session import reset_engine
-from app.settings import get_settings
-from service_harness import PG_ADMIN_KEY
+from service_harness import PG_ADMIN_KEY, forget_process_state
 
 PG_URL = os.environ.get("LETHE_TEST_POSTGRES_URL")
 
@@ -39,14 +36,6 @@ def fresh_database() -> Iterator[str]:
     admin.dispose()
 
 
-def _forget_state() -> None:
-    if broker.producer.cache_info().currsize:
-        broker.producer().close()
-    broker.producer.cache_clear()
-    reset_engine()
-    get_settings.cache_clear()
-
-
 @pytest.fixture
 def client(fresh_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     """The API in this process on a fresh PostgreSQL database, admin key ``PG_ADMIN_KEY``."""
@@ -54,7 +43,7 @@ def client(fresh_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("LETHE_DATABASE_URL", fresh_database)
     monkeypatch.setenv("LETHE_BOOTSTRAP_ADMIN_KEY", PG_ADMIN_KEY)
     monkeypatch.delenv("LETHE_BROKER_URL", raising=False)
-    _forget_state()
+    forget_process_state()
     with TestClient(create_app()) as test_client:
         yield test_client
-    _forget_state()
+    forget_process_state()
