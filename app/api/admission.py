@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api import paths
 
@@ -27,7 +27,8 @@ _NEVER_QUEUED = frozenset({"/healthz", paths.DATASET_UPLOAD})
 
 
 class AdmissionMiddleware:
-    """Pure ASGI middleware: an ``asyncio.Semaphore(max_in_flight)`` around each HTTP request.
+    """Pure ASGI middleware: an ``asyncio.Semaphore(max_in_flight)`` slot per HTTP request, held
+    until its response starts (the body, e.g. a downloaded weights file, streams without one).
 
     Args:
         app: The ASGI app.
@@ -51,5 +52,24 @@ class AdmissionMiddleware:
             return
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.max_in_flight)
-        async with self._slots:
-            await self.app(scope, receive, send)
+        slots = self._slots
+        await slots.acquire()
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                slots.release()
+
+        async def send_releasing(message: Message) -> None:
+            # The answer is decided once its head goes out: streaming the body (a weights file
+            # to a slow client) needs no connection, so it must not keep intake waiting.
+            if message["type"] == "http.response.start":
+                release()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_releasing)
+        finally:
+            release()

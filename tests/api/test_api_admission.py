@@ -78,6 +78,34 @@ def test_a_dataset_upload_never_waits_for_a_slot() -> None:
     assert asyncio.run(scenario()).started == ["/r0", paths.DATASET_UPLOAD, "/r1"]
 
 
+class _SlowBody:
+    """An ASGI app that answers at once and then streams its body until released."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+
+    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        if scope["path"] == "/download":
+            await self.release.wait()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def test_a_streaming_body_does_not_hold_a_slot() -> None:
+    async def scenario() -> None:
+        inner = _SlowBody()
+        app = AdmissionMiddleware(inner, max_in_flight=1)
+        download = asyncio.create_task(app(_http("/download"), _nothing, _ignore))
+        await asyncio.sleep(0.05)  # its head is out; its body is still streaming
+        await asyncio.wait_for(app(_http("/r0"), _nothing, _ignore), timeout=1)
+        inner.release.set()
+        await asyncio.wait_for(download, timeout=1)
+        # and the slot came back exactly once
+        assert app._slots is not None and app._slots._value == 1
+
+    asyncio.run(scenario())
+
+
 def test_max_in_flight_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         AdmissionMiddleware(_Slow(), max_in_flight=0)
