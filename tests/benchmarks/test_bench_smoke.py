@@ -72,3 +72,19 @@ def test_gpu_benchmark_smoke(tmp_path: Path) -> None:
         assert set(row["accuracy"]) == {"original", "unlearned", "retrained"}
         assert row["determinism_guard"] == "passed"
     assert "| resnet18/synthetic-svhn |" in proc.stdout
+
+
+def test_forget_gap_smoke(tmp_path: Path) -> None:
+    """benchmarks/forget_gap.py (why the demo trains 5 epochs) reports every figure per draw."""
+    _run("forget_gap.py", tmp_path)
+    out = json.loads((tmp_path / "forget_gap.json").read_text())
+    assert out["smoke"] is True and len(out["rows"]) == 1
+    row = out["rows"][0]
+    assert len(row["draws"]) == out["draws"] == 2
+    stepped = [d for d in row["draws"] if "refused" not in d]
+    assert len(stepped) + row["draws_refused"] == 2 and stepped
+    for draw in stepped:
+        acc = draw["accuracy_percent"]
+        assert draw["forget_gap_points"] == acc["unlearned"]["forget"] - acc["retrained"]["forget"]
+        assert 0 < draw["step_distance"] and 0 < draw["retrain_distance"]
+    assert "| draws passing |" in (tmp_path / "forget_gap.md").read_text()
