@@ -302,7 +302,7 @@ def _print(report: dict[str, Any]) -> None:
     console.print(table)
     s = report["seconds"]
     console.print(f"train {s['train']:.1f} s · unlearn {s['unlearn']:.2f} s · retrain {s['retrain']:.1f} s "
-                  f"→ unlearning is {s['retrain'] / s['unlearn']:.0f}× faster than retraining")
+                  f"→ unlearning is {s['retrain'] / s['unlearn']:.1f}× as fast as retraining")
     c = report["certificate"]
     console.print(f"certificate ({c['method']}): Δ = {c['sensitivity']:.4g}, σ = {c['noise_std']:.4g}, "
                   f"ε = {c['epsilon']:.4g} at δ = {c['delta']:.3g} (analytic Gaussian mechanism)")
