@@ -233,6 +233,7 @@ def _drive_client(client: LetheClient, data: Any, epochs: int, forget: int,
         "budget": {k: budget.get(k) for k in ("cumulative_epsilon", "cumulative_delta", "accountant")},
         "sha256_ok": bool(sha_ok),
         "verified": verified,
+        "distances": _distances(weights, sigma),
         "checks": _checks(accuracy, bool(sha_ok)),
     }
 
@@ -258,6 +259,24 @@ def _verify_offline(client: LetheClient, model_id: str, request_id: str, version
             console.print(f"     {check.status:<4} {check.name:<14} {check.detail}", markup=False)
         results[label] = not any(c.failed for c in checks)
     return results
+
+
+def _distances(weights: dict[str, dict[str, np.ndarray]], sigma: float) -> dict[str, float]:
+    """‖w̃ − w̃*‖, ‖w* − w̃*‖ and ‖w̃ − w*‖ between the downloaded releases (METHOD §9), in weight units.
+
+    w* is the original (version 0), w̃ the unlearned release (noise included) and w̃* the retrain;
+    ``expected_noise_norm`` = σ·√p is about what σ's noise alone adds to ‖w̃ − w*‖.
+    """
+    flat = {label: np.concatenate([w[k].astype(np.float64).ravel() for k in sorted(w)])
+            for label, w in weights.items()}
+
+    def dist(a: str, b: str) -> float:
+        return float(np.linalg.norm(flat[a] - flat[b]))
+
+    return {"unlearned_to_retrained": dist("unlearned", "retrained"),
+            "original_to_retrained": dist("original", "retrained"),
+            "unlearned_to_original": dist("unlearned", "original"),
+            "expected_noise_norm": sigma * float(np.sqrt(flat["unlearned"].size))}
 
 
 def _checks(accuracy: dict[str, dict[str, float]], sha_ok: bool) -> dict[str, Any]:
@@ -303,6 +322,11 @@ def _print(report: dict[str, Any]) -> None:
     s = report["seconds"]
     console.print(f"train {s['train']:.1f} s · unlearn {s['unlearn']:.2f} s · retrain {s['retrain']:.1f} s "
                   f"→ unlearning is {s['retrain'] / s['unlearn']:.1f}× as fast as retraining")
+    d = report["distances"]
+    console.print(f"weights: ‖unlearned − retrained‖ = {d['unlearned_to_retrained']:.3f}, "
+                  f"‖original − retrained‖ = {d['original_to_retrained']:.3f}, "
+                  f"‖unlearned − original‖ = {d['unlearned_to_original']:.3f} (the step plus σ's "
+                  f"noise, σ·√p = {d['expected_noise_norm']:.3f})")
     c = report["certificate"]
     console.print(f"certificate ({c['method']}): Δ = {c['sensitivity']:.4g}, σ = {c['noise_std']:.4g}, "
                   f"ε = {c['epsilon']:.4g} at δ = {c['delta']:.3g} (analytic Gaussian mechanism)")
