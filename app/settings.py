@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         default=1 << 30, ge=1, description="Largest uploaded dataset (.npz body), and most bytes "
         "its arrays may take once decoded; past it, 413.")
+    # An upload streams bytes steadily, so its file's mtime keeps moving; one untouched this long
+    # was left by an API process that died mid-upload (errors remove their own files).
+    upload_abandon_seconds: float = Field(
+        default=3600.0, gt=0, description="A partial upload in the artifact dir's .incoming/ not "
+        "written to for this long is abandoned, and the workers delete it.")
     architectures: dict[str, str] = Field(
         default_factory=dict, description="Owner-registered architectures, a JSON mapping name -> "
         "'package.module:factory' (with the entry-point group lethe.architectures; this wins).")

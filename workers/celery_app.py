@@ -60,12 +60,14 @@ def _runtime(_state: Any, **_kwargs: Any) -> dict[str, Any]:
 def _reaper() -> None:
     """Now and periodically: requeue jobs whose worker died (stale heartbeat); publish again the
     jobs still queued long after their message was published (a lost message); seal the pending
-    requests whose window's seal check was lost; delete the Idempotency-Keys past their TTL."""
+    requests whose window's seal check was lost; delete the Idempotency-Keys past their TTL and
+    the partial uploads left by an API process that died mid-upload."""
     from app.db.session import session_scope
     from app.services.dispatch import redispatch_lost_jobs
     from app.services.engine import reap_stale_jobs, seal_overdue
     from app.services.idempotency import purge_expired
     from app.settings import get_settings
+    from app.storage.artifacts import ArtifactStore
 
     settings = get_settings()
     period = min(settings.job_stale_seconds, settings.job_redispatch_seconds) / 2
@@ -90,5 +92,11 @@ def _reaper() -> None:
                 log.info("purged %d expired idempotency keys", purged)
         except Exception:
             log.exception("purging expired idempotency keys failed")
+        try:
+            swept = ArtifactStore(settings.artifacts_dir).sweep_incoming(settings.upload_abandon_seconds)
+            if swept:
+                log.info("deleted %d abandoned partial uploads", swept)
+        except Exception:
+            log.exception("sweeping abandoned uploads failed")
         if _stop_reaper.wait(period):
             return

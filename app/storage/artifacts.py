@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -73,6 +74,29 @@ class ArtifactStore:
         path = self.root / ".incoming"
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         return path
+
+    def sweep_incoming(self, older_than_s: float, *, now: float | None = None) -> int:
+        """Delete the partial uploads in ``.incoming`` not written to for ``older_than_s`` seconds
+        (left by an API process that died mid-upload); returns how many were deleted.
+
+        Raises:
+            ValueError: ``older_than_s`` is not positive.
+        """
+        if not older_than_s > 0:
+            raise ValueError(f"older_than_s must be > 0, got {older_than_s}")
+        folder = self.root / ".incoming"
+        if not folder.is_dir():
+            return 0
+        cutoff = (time.time() if now is None else now) - older_than_s
+        deleted = 0
+        for entry in os.scandir(folder):
+            try:
+                if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    deleted += 1
+            except FileNotFoundError:  # another worker swept it, or the upload finished
+                continue
+        return deleted
 
     def adopt(self, tmp_path: Path, sha256_hex: str, suffix: str) -> bool:
         """Move a fully written, fsynced file (whose SHA-256 the caller computed) to its
