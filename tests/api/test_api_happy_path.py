@@ -44,6 +44,8 @@ def test_register_dataset_create_model_queues_training(api):
 
     job = api.client.get(f"/v1/jobs/{model['train_job_id']}", headers=api.admin).json()
     assert (job["kind"], job["status"], job["model_id"]) == ("train", "queued", model["id"])
+    assert (job["attempts"], job["redispatches"], job["started_at"]) == (0, 0, None)
+    assert job["enqueued_at"] is not None and job["enqueued_at"] >= job["created_at"]
     assert api.broker_messages() == [
         {"task": "lethe.train", "args": [model["train_job_id"]], "eta": None}
     ]
