@@ -194,7 +194,7 @@ def fetch_synthetic_svhn() -> None:
 
 
 # The paper trains 50 epochs; at that length the MLP memorises its training set and one Newton step
-# does not undo that, so the forget-set check fails on about half the draws (benchmarks/forget_gap.py,
+# does not undo that, so the forget-set check failed on 8 of 20 draws (benchmarks/forget_gap.py,
 # README "Why the demo trains 5 epochs"). The main-job issue lets the demo shorten training.
 DEMO_EPOCHS = 5
 
