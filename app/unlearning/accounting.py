@@ -21,7 +21,8 @@ import dp_accounting
 import numpy as np
 from dp_accounting.rdp import rdp_privacy_accountant
 
-__all__ = ["RDP_ORDERS", "AccountingResult", "compose_gaussian_releases"]
+__all__ = ["MAX_MULTIPLIER", "RDP_ORDERS", "AccountingResult", "compose_gaussian_releases",
+           "compose_lineage"]
 
 RDP_ORDERS: tuple[float, ...] = tuple(
     sorted(
@@ -33,6 +34,12 @@ RDP_ORDERS: tuple[float, ...] = tuple(
 """Rényi orders: dp_accounting's defaults plus orders near 1 (tighter at tiny multipliers: the
 converter needs α > 1.01) and two large ones (tighter at huge multipliers). Every order gives a
 valid bound; the accountant takes the minimum."""
+
+
+MAX_MULTIPLIER = 1e100
+"""Larger noise multipliers are composed as this one. dp_accounting squares z and overflows near
+1e154; at 1e100 a release's Rényi divergence α/(2z²) is below 1e-196 at every order. Composing less
+noise than a release had can only raise the ε reported: conservative."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,7 @@ def compose_gaussian_releases(noise_multipliers: Sequence[float], delta: float) 
         for z in multipliers:
             if math.isinf(z):
                 continue
+            z = min(z, MAX_MULTIPLIER)
             accountant.compose(dp_accounting.GaussianDpEvent(noise_multiplier=z))
         eps, order = accountant.get_epsilon_and_optimal_order(float(delta))
     eps = float(eps)
@@ -118,7 +126,7 @@ def compose_lineage(noise_multipliers: Sequence[float], delta: float) -> Account
         ValueError: As :func:`compose_gaussian_releases`.
     """
     rdp = compose_gaussian_releases(noise_multipliers, delta)
-    finite = [float(z) for z in noise_multipliers if not math.isinf(z)]
+    finite = [min(float(z), MAX_MULTIPLIER) for z in noise_multipliers if not math.isinf(z)]
     if not finite or min(finite) < PLD_MIN_MULTIPLIER or len(finite) > PLD_MAX_RELEASES:
         return rdp
     from dp_accounting.pld import pld_privacy_accountant

@@ -34,7 +34,8 @@ def noisy_release(params: torch.Tensor, noise_std: float) -> torch.Tensor:
         A new tensor of the same shape, dtype and device; ``params`` is not modified.
 
     Raises:
-        ValueError: If ``noise_std`` is negative or not finite, or ``params`` is not floating.
+        ValueError: If ``noise_std`` is negative or not finite, ``params`` is not floating, or
+            σ is so large that a released weight overflows ``params``' dtype.
     """
     if isinstance(noise_std, bool) or not math.isfinite(noise_std) or noise_std < 0:
         raise ValueError(f"noise_std must be finite and >= 0, got {noise_std!r}")
@@ -46,4 +47,7 @@ def noisy_release(params: torch.Tensor, noise_std: float) -> torch.Tensor:
     generator = torch.Generator(device=params.device)
     generator.manual_seed(secrets.randbits(63))
     noise = torch.randn(params.shape, generator=generator, dtype=params.dtype, device=params.device)
-    return params + noise_std * noise
+    released = params + noise_std * noise
+    if not bool(torch.isfinite(released).all()):  # a file of infinities is no model
+        raise ValueError(f"noise_std {noise_std:g} overflows {params.dtype} weights")
+    return released

@@ -74,6 +74,12 @@ def test_failed_model_has_empty_queue_versions_and_budget(api):
     assert summary["total"] == 0 and summary["oldest_pending_age_s"] is None
     page = api.client.get(paths.url(paths.ADMIN_MODEL_VERSIONS, model_id=mid), headers=api.admin).json()
     assert page == {"total": 0, "limit": 50, "offset": 0, "items": []}
+    url = paths.url(paths.ADMIN_MODEL_VERSIONS, model_id=mid)
+    far = api.client.get(url, params={"offset": 2**63 - 1}, headers=api.admin)
+    assert far.status_code == 200 and far.json()["items"] == []
+    for beyond in (2**63, 10**20):  # past a database integer: the caller's mistake, not a 500
+        got = api.client.get(url, params={"offset": beyond}, headers=api.admin)
+        assert got.status_code == 422 and "offset" in got.json()["detail"]
     assert api.client.get(f"/v1/models/{mid}/budget", headers=api.admin).json()["rows"] == []
 
 

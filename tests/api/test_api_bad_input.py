@@ -189,6 +189,7 @@ def test_bad_model_bodies(api):
         ({**base, "certification": {"noise_std": 0.01, "target_epsilon": 1.0}}, "certification"),
         ({**base, "certification": {"noise_std": None}}, "certification"),
         ({**base, "certification": {"delta": 1.5}}, "certification.delta"),
+        ({**base, "certification": {"noise_std": 1e300}}, "certification.noise_std"),
         ({**base, "certification": {"curvature_dtype": "float16"}}, "certification.curvature_dtype"),
         ({**base, "batching": {"max_samples": 0}}, "batching.max_samples"),
         ({**base, "batching": {"max_wait_seconds": 10**6}}, "batching.max_wait_seconds"),

@@ -58,7 +58,8 @@ def model_versions_page(
     settings: SettingsDep,
     _key: Admin,
     limit: Annotated[int, Query(ge=1, le=500, description="Versions per page.")] = 50,
-    offset: Annotated[int, Query(ge=0, description="Versions to skip (newest first).")] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**63 - 1,  # a database integer: larger is a 422, not a 500
+                                 description="Versions to skip (newest first).")] = 0,
 ) -> VersionPagePublic:
     """A page of versions, newest first, each with its certificate's verification status."""
     keys = dashboard.keys_by_id(signing.public_keys(settings))

@@ -7,7 +7,12 @@ import math
 import pytest
 from dp_accounting import gaussian_mechanism
 
-from app.unlearning.accounting import AccountingResult, compose_gaussian_releases
+from app.unlearning.accounting import (
+    MAX_MULTIPLIER,
+    AccountingResult,
+    compose_gaussian_releases,
+    compose_lineage,
+)
 
 
 def test_empty_ledger_is_free() -> None:
@@ -57,6 +62,16 @@ def test_overflow_is_reported_as_infinity() -> None:
 
 def test_infinite_multiplier_costs_nothing() -> None:
     assert compose_gaussian_releases([math.inf], 1e-5).epsilon == 0.0
+
+
+@pytest.mark.parametrize("z", [1e154, 1e200, 1e308])
+def test_huge_multipliers_are_composed_as_the_cap_not_overflowed(z: float) -> None:
+    # dp_accounting squares z: past about 1e154 it raised OverflowError, failing the release.
+    for compose in (compose_gaussian_releases, compose_lineage):
+        res = compose([z, 2.0], 1e-5)
+        capped = compose([MAX_MULTIPLIER, 2.0], 1e-5)
+        assert res.epsilon == capped.epsilon
+        assert capped.epsilon == pytest.approx(compose([2.0], 1e-5).epsilon, rel=1e-9)
 
 
 @pytest.mark.parametrize(

@@ -52,6 +52,12 @@ def test_bad_noise_std(sigma: float) -> None:
         noisy_release(torch.zeros(3), sigma)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_noise_that_overflows_the_weights_is_refused(dtype: torch.dtype) -> None:
+    with pytest.raises(ValueError, match="overflows"):
+        noisy_release(torch.zeros(1000, dtype=dtype), 1e308 if dtype == torch.float64 else 1e39)
+
+
 def test_integer_params_refused() -> None:
     with pytest.raises(ValueError, match="floating"):
         noisy_release(torch.zeros(3, dtype=torch.long), 1.0)
