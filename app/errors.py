@@ -8,6 +8,7 @@
     ├── StateConflict               409  the resource is in a state that forbids the action
     │   └── IdempotencyConflict     409  an Idempotency-Key reused with another request
     ├── PayloadTooLarge             413  a request body over its size limit
+    ├── UnsupportedMediaType        415  a body sent as another media type than the route reads
     ├── Unauthorized                401  no key, or an unknown / revoked key
     └── Forbidden                   403  a valid key without the route's scope
 
@@ -53,6 +54,11 @@ class IdempotencyConflict(StateConflict):
 class PayloadTooLarge(LetheError):
     status = 413
     title = "Payload too large"
+
+
+class UnsupportedMediaType(LetheError):
+    status = 415
+    title = "Unsupported media type"
 
 
 class Unauthorized(LetheError):

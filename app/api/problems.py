@@ -98,9 +98,22 @@ async def _lethe_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = _validation_errors(exc)
+    content_type = request.headers.get("content-type", "")
+    if any(e["loc"][:1] == ["body"] for e in errors) and not _is_json(content_type):
+        # FastAPI reads a body as JSON only when it is labelled so; otherwise the body arrives as
+        # raw text and fails as "not a valid dictionary", which hides the real mistake.
+        got = f"Content-Type {content_type[:100]!r}" if content_type else "no Content-Type"
+        return problem_response(
+            request, 415, "Unsupported media type",
+            f"the body must be JSON sent with Content-Type: application/json; got {got}")
     if any(e["type"] == "json_invalid" for e in errors):
         detail = "the request body is not valid JSON"
     else:
@@ -112,8 +125,20 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# FastAPI's answer when the JSON decoder itself fails (e.g. RecursionError on deeply nested input)
+# rather than reporting a syntax error.
+_UNPARSABLE_BODY = "There was an error parsing the body"
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == _UNPARSABLE_BODY:
+        return problem_response(
+            request, 422, "Invalid input",
+            "the request body is not valid JSON (it could not be parsed, e.g. nested too deeply)",
+            type_=f"{_TYPE_PREFIX}validation-error",
+            errors=[{"loc": ["body"], "field": "body", "msg": _UNPARSABLE_BODY,
+                     "type": "json_invalid"}])
     try:
         title = HTTPStatus(exc.status_code).phrase
     except ValueError:

@@ -271,6 +271,9 @@ def inspect_npz(path: Path, *, max_array_bytes: int) -> NpzSummary:
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         if isinstance(exc, NpzRejected):
             raise
+        if "allow_pickle" in str(exc):  # numpy's message invites loading the pickle: never
+            raise NpzRejected("an array holds pickled (object) data, which is never loaded; save "
+                              "plain numeric or unicode arrays") from None
         raise NpzRejected(f"the arrays could not be read: {exc}") from None
     duplicates = [s for s, c in Counter(sample_ids).items() if c > 1]
     if duplicates:

@@ -115,6 +115,26 @@ def test_malformed_json_is_refused(api, model, raw):
     assert api.counts() == before
 
 
+def test_deeply_nested_json_is_a_422_like_other_malformed_json(api, model):
+    raw = b"[" * 100_000 + b"]" * 100_000  # the decoder gives up (recursion), not a syntax error
+    r = api.client.post(f"/v1/models/{model['id']}/deletion-requests", content=raw,
+                        headers={**api.admin, "Content-Type": "application/json"})
+    body = _refused(api, r, 422)
+    assert "not valid JSON" in body["detail"] and body["errors"][0]["type"] == "json_invalid"
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+def test_json_under_another_content_type_is_a_415_naming_it(api, model, content_type):
+    before = api.counts()
+    headers = {**api.admin, **({"Content-Type": content_type} if content_type else {})}
+    r = api.client.post(f"/v1/models/{model['id']}/deletion-requests",
+                        content=b'{"sample_ids": ["3"]}', headers=headers)
+    body = _refused(api, r, 415)
+    assert "Content-Type: application/json" in body["detail"]
+    assert (content_type or "no Content-Type") in body["detail"]
+    assert api.counts() == before
+
+
 def test_missing_or_wrong_key_is_401(api, model):
     before = api.counts()
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic YWJjOmRlZg=="},

@@ -138,6 +138,8 @@ REFUSALS = {
     "zip without npy": (_zip_with({f"{k}.npy": b"garbage" for k in ("x", "y", "sample_ids")}),
                         "x", "not a readable .npy"),
     "object array": (_object_array_npz(), "sample_ids", "allow_pickle=False"),
+    # bytes before the zip: zipfile still finds the members, numpy then reads a "pickle"
+    "junk before the zip": (b"--boundary\r\n\r\n" + npz(**arrays()), "file", "never loaded"),
     "missing y": (npz(**arrays(y=None)), "file", "missing required arrays ['y']"),
     "unexpected key": (npz(**arrays(), weights=np.zeros(3)), "file", "unexpected arrays"),
     "x_test alone": (npz(**arrays(y_test=None)), "y_test", "give both or neither"),
@@ -186,6 +188,13 @@ def test_refusals_name_the_array_and_leave_nothing(api, case):
     problem = refused(api, upload(api, body), 422)
     assert problem["field"] == array, problem
     assert words in problem["detail"], problem["detail"]
+
+
+def test_a_form_upload_is_a_415_that_says_how_to_send_the_file(api):
+    files = {"file": ("faces.npz", npz(**arrays()), "application/octet-stream")}
+    r = api.client.post(URL, params={"name": "faces"}, files=files, headers=api.admin)
+    problem = refused(api, r, 415)
+    assert "--data-binary" in problem["detail"] and "allow_pickle" not in problem["detail"]
 
 
 def test_duplicate_ids_are_listed(api):

@@ -21,7 +21,7 @@ from app.api import paths
 from app.api.deps import SessionDep, SettingsDep, require
 from app.db.models import ApiKey
 from app.db.session import session_scope
-from app.errors import InvalidInput, PayloadTooLarge
+from app.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from app.schemas.datasets import DatasetPublic
 from app.services import idempotency
 from app.services import uploads as service
@@ -46,6 +46,17 @@ def _too_large(limit: int, *, received: int | None = None) -> PayloadTooLarge:
     told = "is" if received is None else f"reached {received} bytes,"
     return PayloadTooLarge(f"the upload {told} over the limit of {limit} bytes "
                            "(LETHE_MAX_UPLOAD_BYTES)", max_bytes=limit)
+
+
+def _refuse_forms(content_type: str) -> None:
+    """``curl -F`` wraps the file in a form: its bytes are not the .npz, and reading them would
+    fail with a misleading message deep inside numpy."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        raise UnsupportedMediaType(
+            f"the .npz must be the raw request body, not a form ({media}): send it with "
+            "curl --data-binary @file.npz -H 'Content-Type: application/octet-stream'",
+            content_type=media)
 
 
 def _declared_length(request: Request) -> int | None:
@@ -115,7 +126,8 @@ def _register(settings: Settings, key_id: str, idempotency_key: str | None, rout
 
 @router.post(paths.DATASET_UPLOAD, status_code=status.HTTP_201_CREATED,
              openapi_extra=_NPZ_BODY,
-             responses={413: {"description": "The body is over LETHE_MAX_UPLOAD_BYTES."}})
+             responses={413: {"description": "The body is over LETHE_MAX_UPLOAD_BYTES."},
+                        415: {"description": "The body is a form (curl -F), not the .npz."}})
 async def upload_dataset(
     request: Request,
     session: SessionDep,
@@ -140,6 +152,7 @@ async def upload_dataset(
     # End the auth transaction: on SQLite it holds the write lock (BEGIN IMMEDIATE), and the
     # upload may take a while.
     session.rollback()
+    _refuse_forms(request.headers.get("content-type", ""))
     limit = settings.max_upload_bytes
     declared = _declared_length(request)
     if declared is not None and declared > limit:
