@@ -106,6 +106,20 @@ def test_versions_list_get_download_and_certificate(api):
     assert part.status_code == 206
     assert part.content == data1[10:30]
     assert part.headers["content-range"] == f"bytes 10-29/{len(data1)}"
+    suffix = api.client.get(f"{base}/1/download", headers={**api.admin, "Range": "bytes=-5"})
+    assert suffix.status_code == 206 and suffix.content == data1[-5:]
+    for bad in ("bytes=abc", "bytes=10-5", "items=0-1", "bytes"):  # malformed: a 400 problem
+        r = api.client.get(f"{base}/1/download", headers={**api.admin, "Range": bad})
+        assert r.status_code == 400 and r.headers["content-type"] == "application/problem+json"
+        assert bad in r.json()["detail"] and r.json()["field"] == "Range"
+    past = api.client.get(f"{base}/1/download",
+                          headers={**api.admin, "Range": f"bytes={len(data1)}-"})
+    assert past.status_code == 416 and past.headers["content-type"] == "application/problem+json"
+    assert past.headers["content-range"] == f"bytes */{len(data1)}"
+    assert past.json()["size"] == len(data1)
+    stale = api.client.get(f"{base}/1/download",  # If-Range names another file: the whole file
+                           headers={**api.admin, "Range": "bytes=abc", "If-Range": '"other"'})
+    assert stale.status_code == 200 and stale.content == data1
 
     head = api.client.head(f"{base}/1/download", headers=api.admin)
     assert head.status_code == 200 and head.content == b""

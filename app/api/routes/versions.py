@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from app.api import paths
 from app.api.deps import SessionDep, SettingsDep, require
+from app.api.file_response import ProblemFileResponse
 from app.db.models import ApiKey
 from app.schemas.versions import VersionPublic
 from app.services import versions as service
@@ -60,8 +61,9 @@ def download_version(
     wanted = {tag.strip() for tag in request.headers.get("if-none-match", "").split(",")}
     if headers["ETag"] in wanted or "*" in wanted:
         return Response(status_code=304, headers=headers)
-    return FileResponse(
+    return ProblemFileResponse(
         path,
+        request=request,
         media_type="application/octet-stream",
         filename=f"{model_id}-v{number}.safetensors",
         headers=headers,
