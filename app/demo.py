@@ -27,7 +27,7 @@ from rich.table import Table
 from safetensors.numpy import load as load_safetensors
 
 from app.client import ChecksumMismatch, LetheClient, LetheClientError, RetryPolicy
-from app.unlearning.calibration import analytic_epsilon, classical_epsilon
+from app.unlearning.calibration import analytic_epsilon, analytic_sigma, classical_epsilon
 from app.unlearning.datasets import fetch_mnist, load_builtin
 from app.verify import verify
 
@@ -226,6 +226,7 @@ def _drive_client(client: LetheClient, data: Any, epochs: int, forget: int,
             "epsilon": g["epsilon"], "delta": g["certified_delta"], "mechanism_delta": delta,
             "rho": g["rho"], "sensitivity_terms": cert["sensitivity"],
             "epsilon_recomputed_by_client": analytic_epsilon(sens, sigma, delta),
+            "sigma_for_epsilon_1": analytic_sigma(sens, 1.0, delta),
             "classical_gaussian_epsilon": {"value": classical.epsilon, "valid": classical.valid,
                                            "label": "classical mechanism, valid only for epsilon < 1"},
             "solver": cert["solver"],
@@ -335,6 +336,12 @@ def _print(report: dict[str, Any]) -> None:
     console.print(f"   σ = {c['noise_std']} honestly certifies ε = {c['epsilon_recomputed_by_client']:.4g} "
                   f"(recomputed here); the classical mechanism gives ε = {classical['value']:.4g}"
                   + ("" if classical["valid"] else ", outside its validity (ε < 1)"))
+    if c["epsilon"] > 10:
+        console.print(f"   at ε = {c['epsilon']:.3g} the guarantee is vacuous: it bounds nothing an "
+                      f"observer could learn. σ = {c['sigma_for_epsilon_1']:.4g} would certify ε = 1 "
+                      "at this Δ and δ (certification.target_epsilon = 1): noise that swamps "
+                      "weights of norm ≤ C, the price of a non-convex model's Δ = 2C (README, "
+                      "'Honest reading of the certificates')")
     console.print(f"SHA-256 of every downloaded file matches its certificate: {report['sha256_ok']}")
     k = report["checks"]
     console.print(f"unlearned vs retrained: test accuracy {k['test_gap_points']:.2f} points apart "

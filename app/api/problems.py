@@ -117,8 +117,10 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     if any(e["type"] == "json_invalid" for e in errors):
         detail = "the request body is not valid JSON"
     else:
-        fields = sorted({e["field"] or "body" for e in errors})
-        detail = f"invalid field(s): {', '.join(fields)}"
+        # Name each field with its reason (at most three; ``errors`` has them all).
+        reasons = list(dict.fromkeys(f"{e['field'] or 'body'} ({e['msg']})" for e in errors))
+        more = f" and {len(reasons) - 3} more" if len(reasons) > 3 else ""
+        detail = f"invalid field(s): {'; '.join(reasons[:3])}{more}"
     return problem_response(
         request, 422, "Invalid input", detail,
         type_=f"{_TYPE_PREFIX}validation-error", errors=errors,
@@ -144,6 +146,11 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     except ValueError:
         title = "Error"
     detail = exc.detail if isinstance(exc.detail, str) else title
+    if detail == title and exc.status_code in (404, 405):  # Starlette's routing: say what missed
+        allow = (exc.headers or {}).get("Allow")
+        detail = (f"no route {request.method} {request.url.path}" if exc.status_code == 404 else
+                  f"{request.method} is not allowed on {request.url.path}"
+                  + (f"; allowed: {allow}" if allow else ""))
     return problem_response(
         request, exc.status_code, title, detail, type_="about:blank",
         headers=dict(exc.headers) if exc.headers else None,

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictStr
+from pydantic import BeforeValidator, Field, StrictStr
+from pydantic_core import PydanticCustomError
 
 from app.schemas.common import PublicModel, RequestBody, UtcDatetime
 
 RequestStatus = Literal["pending", "batched", "applying", "completed", "failed", "canceled"]
+
+
+def _id_is_a_string(value: Any) -> Any:
+    # A bare number is the likeliest mistake (uploaded ids may be integers): say how to send it.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise PydanticCustomError("id_not_string", 'ids are JSON strings: send "{value}", not {value}',
+                                  {"value": value})
+    return value
+
+
+IdString = Annotated[StrictStr, BeforeValidator(_id_is_a_string)]
 
 
 class DeletionRequestCreate(RequestBody):
@@ -18,11 +30,11 @@ class DeletionRequestCreate(RequestBody):
     refuses both or neither, naming the two fields).
     """
 
-    sample_ids: list[StrictStr] | None = Field(
+    sample_ids: list[IdString] | None = Field(
         default=None,
         description='Sample ids as strings: a built-in dataset\'s decimal training-row indices '
                     '(e.g. ["0", "17"]), or an uploaded dataset\'s own sample_ids.')
-    subject_ids: list[StrictStr] | None = Field(
+    subject_ids: list[IdString] | None = Field(
         default=None,
         description="Subjects whose every sample is forgotten (datasets uploaded with "
                     "subject_ids).")

@@ -115,6 +115,22 @@ def test_malformed_json_is_refused(api, model, raw):
     assert api.counts() == before
 
 
+def test_unknown_route_and_wrong_method_say_what_missed(api, model):
+    body = _refused(api, api.client.get("/v1/nothing-here", headers=api.admin), 404)
+    assert body["detail"] == "no route GET /v1/nothing-here"
+    r = api.client.delete(f"/v1/models/{model['id']}/versions", headers=api.admin)
+    body = _refused(api, r, 405)
+    assert body["detail"].startswith(f"DELETE is not allowed on /v1/models/{model['id']}/versions")
+    assert "GET" in r.headers["allow"]
+
+
+def test_a_number_as_an_id_says_to_send_a_string(api, model):
+    body = _refused(api, api.client.post(f"/v1/models/{model['id']}/deletion-requests",
+                                         json={"sample_ids": ["1", 102]}, headers=api.admin), 422)
+    assert 'sample_ids.1 (ids are JSON strings: send "102", not 102)' in body["detail"]
+    assert body["errors"][0]["type"] == "id_not_string"
+
+
 def test_deeply_nested_json_is_a_422_like_other_malformed_json(api, model):
     raw = b"[" * 100_000 + b"]" * 100_000  # the decoder gives up (recursion), not a syntax error
     r = api.client.post(f"/v1/models/{model['id']}/deletion-requests", content=raw,
