@@ -29,7 +29,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/paper_mnist.py --epochs $(EPOCHS)
 
 # Forget-set accuracy of the unlearned model against a retrain, over random draws, per training
-# length: why the demo trains 5 epochs (runs/bench/forget_gap.{json,md}; 9.3 min measured on 2 cores).
+# length: why the demo trains 3 epochs (runs/bench/forget_gap.{json,md}; 9.3 min measured on 2 cores).
 FORGET_GAP ?=
 bench-forget-gap: $(STAMP)
 	$(PY) benchmarks/forget_gap.py $(FORGET_GAP)

@@ -148,7 +148,7 @@ def _drive_client(client: LetheClient, data: Any, epochs: int, forget: int,
     )
     note = "" if epochs == 50 else (f" (shortened from the paper's 50 epochs to {epochs}: at 50 the "
                                     "MLP memorises its training set and one Newton step does not "
-                                    "undo that; README, 'Why the demo trains 5 epochs')")
+                                    "undo that; README, 'Why the demo trains 3 epochs')")
     console.print(f"3. model {model['id']}: MLP 784-32-32-10, training {epochs} epochs{note} ...")
     mid = model["id"]
     _wait(lambda: client.get_model(mid)["status"] != "training", "training (version 0)", 900)

@@ -8,8 +8,8 @@ original's train/test accuracy, the forget-set and test-set gaps (unlearned − 
 many draws pass the main-job issue's thresholds (|forget gap| ≤ 2, |test gap| ≤ 1), and how far the
 step moves the weights (‖w̃ − w*‖) against the distance to the retrained model (‖w̃* − w*‖).
 
-Writes ``<out>/forget_gap.json`` and ``.md`` (also printed). It is why the demo trains 5 epochs:
-see README, "Why the demo trains 5 epochs".
+Writes ``<out>/forget_gap.json`` and ``.md`` (also printed). It is why the demo trains 3 epochs:
+see README, "Why the demo trains 3 epochs".
 
 Usage: ``python benchmarks/forget_gap.py [--epochs 3 5 10 50] [--draws 20] [--out runs/bench]``.
 ``--smoke`` runs a tiny slice in seconds so the script cannot rot.
@@ -46,7 +46,7 @@ FORGET_POINTS, TEST_POINTS = 2.0, 1.0  # the main-job issue's thresholds
 def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, nargs="+", default=[3, 5, 10, 50],
-                    help="training lengths to compare (paper: 50; the demo: 5)")
+                    help="training lengths to compare (paper: 50; the demo: 3)")
     ap.add_argument("--draws", type=int, default=20, help="random forget sets per length")
     ap.add_argument("--forget", type=int, default=1000, help="|D_u|")
     ap.add_argument("--seed", type=int, default=2026, help="seed of the forget-set draws")

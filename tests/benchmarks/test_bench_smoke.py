@@ -75,7 +75,7 @@ def test_gpu_benchmark_smoke(tmp_path: Path) -> None:
 
 
 def test_forget_gap_smoke(tmp_path: Path) -> None:
-    """benchmarks/forget_gap.py (why the demo trains 5 epochs) reports every figure per draw."""
+    """benchmarks/forget_gap.py (why the demo trains 3 epochs) reports every figure per draw."""
     _run("forget_gap.py", tmp_path)
     out = json.loads((tmp_path / "forget_gap.json").read_text())
     assert out["smoke"] is True and len(out["rows"]) == 1
