@@ -18,7 +18,6 @@ Usage: ``python benchmarks/forget_gap.py [--epochs 3 5 10 50] [--draws 20] [--ou
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -36,6 +35,7 @@ from app.unlearning.params import load_flat_params
 from app.unlearning.release import noisy_release
 from app.unlearning.solvers import SolverDivergedError
 from app.unlearning.training import TrainingRecipe, accuracy, train
+from report_files import write_report
 
 HIDDEN = (32, 32)
 LISSA = {"depth": 1000, "repeats": 10, "batch_size": 10, "scale": 1000.0}  # the demo's settings
@@ -159,12 +159,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                            "seed": args.seed, "n": int(x.shape[0]), "rows": []}
     for epochs in args.epochs:
         out["rows"].append(one_length(epochs, args, x, y, x_test, y_test, data.num_classes))
-    folder = Path(args.out)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "forget_gap.json").write_text(json.dumps(out, indent=2))
-    table = markdown(out)
-    (folder / "forget_gap.md").write_text(table)
-    print(table)
+    write_report(Path(args.out), "forget_gap", out, markdown(out))
     return out
 
 

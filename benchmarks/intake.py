@@ -43,6 +43,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from report_files import write_report
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -475,12 +477,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         loadgen_main(args)
         return None
     summary = run(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "intake.json").write_text(json.dumps(summary, indent=2))
-    md = markdown(summary)
-    (out / "intake.md").write_text(md)
-    print(md)
+    write_report(Path(args.out), "intake", summary, markdown(summary))
     return summary
 
 

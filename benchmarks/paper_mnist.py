@@ -13,7 +13,6 @@ Usage: ``python benchmarks/paper_mnist.py [--epochs 50] [--smoke] [--out runs/be
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import textwrap
@@ -43,6 +42,7 @@ from app.unlearning.spectrum import (
     power_norm,
 )
 from app.unlearning.training import TrainingRecipe, accuracy, train
+from report_files import write_report
 
 SIGMAS = (0.0, 1e-3, 1e-2)
 DELTA = 1e-5
@@ -460,10 +460,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     one_batch(args, s, w_star, out)
     if args.rounds > 0:
         sequential(args, s, w_star, out)
-    (out_dir / "paper_mnist.json").write_text(json.dumps(out, indent=2, default=str))
-    md = markdown(out)
-    (out_dir / "paper_mnist.md").write_text(md)
-    print(md)
+    write_report(out_dir, "paper_mnist", out, markdown(out))
     if not args.no_plot:
         plot(out, out_dir / "paper_mnist.png")
     return out

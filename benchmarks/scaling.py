@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from report_files import write_report
+
 N_TRAIN = 60000
 
 
@@ -161,10 +163,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ms = [r["step_s"] for r in results if r["sweep"] == "m"]
     summary = {"mode": mode, "depth": depth, "points": results,
                "m_sweep_max_over_min": (max(ms) / min(ms)) if ms else math.nan}
-    (out / "scaling.json").write_text(json.dumps(summary, indent=2))
-    md = markdown(results, depth)
-    (out / "scaling.md").write_text(md)
-    print(md)
+    write_report(out, "scaling", summary, markdown(results, depth))
     if not args.no_plot:
         plot(results, out / "scaling.png")
     return results
