@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 from fastapi import Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
@@ -45,15 +45,18 @@ class ProblemFileResponse(FileResponse):
             return
         await super().__call__(scope, receive, send)
 
-    async def _range_refusal(self, scope: Scope) -> Any:
+    async def _range_refusal(self, scope: Scope) -> Response | None:
         if MalformedRangeHeader is None or scope.get("method", "GET").upper() not in ("GET", "HEAD"):
             return None
         headers = Headers(scope=scope)
         http_range, if_range = headers.get("range"), headers.get("if-range")
         if http_range is None:
             return None
-        stat_result = await anyio.to_thread.run_sync(os.stat, self.path)
-        self.set_stat_headers(stat_result)  # what If-Range is compared with (setdefault: kept)
+        # Kept for Starlette, which then stats no more; its headers are what If-Range is
+        # compared with.
+        stat_result = self.stat_result or await anyio.to_thread.run_sync(os.stat, self.path)
+        self.stat_result = stat_result
+        self.set_stat_headers(stat_result)
         if if_range is not None and not self._should_use_range(if_range):
             return None  # Starlette serves the whole file then
         size = stat_result.st_size

@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.errors import LetheError, Unauthorized
 from app.schemas.problem import PROBLEM_MEDIA_TYPE, Problem
 
-__all__ = ["install_problem_handlers", "problem_response"]
+__all__ = ["install_problem_handlers", "media_type", "problem_response"]
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +98,13 @@ async def _lethe_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def media_type(content_type: str) -> str:
+    """``Content-Type`` without its parameters, lower-cased (``""`` when there is none)."""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
 def _is_json(content_type: str) -> bool:
-    media = content_type.split(";", 1)[0].strip().lower()
+    media = media_type(content_type)
     return media == "application/json" or media.endswith("+json")
 
 

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api import paths
 from app.api.deps import SessionDep, SettingsDep, require
+from app.api.problems import media_type
 from app.db.models import ApiKey
 from app.db.session import session_scope
 from app.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
@@ -51,7 +52,7 @@ def _too_large(limit: int, *, received: int | None = None) -> PayloadTooLarge:
 def _refuse_forms(content_type: str) -> None:
     """``curl -F`` wraps the file in a form: its bytes are not the .npz, and reading them would
     fail with a misleading message deep inside numpy."""
-    media = content_type.split(";", 1)[0].strip().lower()
+    media = media_type(content_type)
     if media in ("multipart/form-data", "application/x-www-form-urlencoded"):
         raise UnsupportedMediaType(
             f"the .npz must be the raw request body, not a form ({media}): send it with "
