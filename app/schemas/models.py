@@ -77,8 +77,8 @@ class CertificationSpec(RequestBody):
     )
     cg_rtol: float = Field(default=1e-4, gt=0, lt=1, description="CG relative residual tolerance.")
     cg_max_iter: int = Field(default=200, ge=1, le=1_000_000)
-    # 1e12: a million times the largest radius C, so such a release is noise only; beyond it
-    # float32 weights start to overflow.
+    # 1e12: a million times the largest radius C, so such a release is noise only; far larger σ
+    # (near 1e38) would overflow float32 weights, which noisy_release refuses.
     noise_std: float | None = Field(default=0.01, ge=0, le=1e12, description="σ per released weight.")
     target_epsilon: float | None = Field(default=None, gt=0, description="Target ε per release.")
     delta: float = Field(default=1e-5, gt=0, lt=1, description="δ per release.")
